@@ -1,0 +1,1 @@
+"""Scheduling: calendar day types, sun times, programs and plans, resolved into desired states."""

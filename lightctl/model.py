@@ -211,3 +211,48 @@ class CommandResult:
     detail: str = ""  # why not, in words an operator can act on
     confirmed_by: str | None = None  # "ack", "telemetry", "readback"
     latency_s: float | None = None
+
+
+OverrideKind = Literal["emergency", "manual", "event"]
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A temporary departure from the plan; it always has an end (`until`).
+
+    Precedence: emergency > manual > event > plan; among equals the most recent wins.
+    """
+
+    id: int | None
+    kind: OverrideKind
+    targets: tuple[str, ...]  # ids or road:/zone:/kind:/gateway: targets
+    state: DesiredState  # only the fields it sets are not None
+    start: float
+    until: float
+    reason: str
+    event: str | None = None  # the event's name, for kind "event"
+    created_by: str = ""
+    created_at: float = 0.0
+    ended_at: float | None = None  # ended early (DELETE, emergency clear)
+
+    def active(self, now: float) -> bool:
+        end = self.until if self.ended_at is None else min(self.until, self.ended_at)
+        return self.start <= now < end
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """Devices left alone by the reconciler, their alarms held, for a time window."""
+
+    id: int | None
+    targets: tuple[str, ...]
+    start: float
+    until: float
+    reason: str
+    created_by: str = ""
+    created_at: float = 0.0
+    ended_at: float | None = None
+
+    def active(self, now: float) -> bool:
+        end = self.until if self.ended_at is None else min(self.until, self.ended_at)
+        return self.start <= now < end

@@ -7,6 +7,7 @@ energy estimate need. Adding a model means adding a file; nothing here knows a m
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Annotated, Literal
 
@@ -183,7 +184,7 @@ class ModbusSpec(Strict):
             raise ValueError(f"duplicate register names: {', '.join(dupes)}")
         for table in ("coil", "discrete", "holding", "input"):
             regs = sorted((r for r in self.registers if r.table == table), key=lambda r: r.address)
-            for a, b in zip(regs, regs[1:], strict=False):
+            for a, b in itertools.pairwise(regs):
                 if b.address < a.end:
                     raise ValueError(f"{table} registers {a.name!r} and {b.name!r} overlap at {b.address}")
         for written, check in self.verify.items():

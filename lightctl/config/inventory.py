@@ -6,6 +6,7 @@ The files use compact forms (lamps spaced along a road's polyline, unit-id range
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Annotated
@@ -150,7 +151,7 @@ def along(path: list[Point], spacing_m: float) -> list[Point]:
     """Points every spacing_m metres along a polyline, starting at its first vertex."""
     points: list[Point] = []
     carry = 0.0  # distance already walked past the last placed point
-    for (lat1, lon1), (lat2, lon2) in zip(path, path[1:], strict=False):
+    for (lat1, lon1), (lat2, lon2) in itertools.pairwise(path):
         length = _distance_m(lat1, lon1, lat2, lon2)
         pos = (spacing_m - carry) if points else 0.0
         while pos <= length + 1e-9:
@@ -165,7 +166,7 @@ def spread(path: list[Point], count: int) -> list[Point]:
     """count points evenly along a polyline (or all at its single point)."""
     if len(path) == 1 or count == 1:
         return [path[0]] * count
-    total = sum(_distance_m(*a, *b) for a, b in zip(path, path[1:], strict=False))
+    total = sum(_distance_m(*a, *b) for a, b in itertools.pairwise(path))
     step = total / (count - 1)
     pts = along(path, step) if step > 0 else [path[0]] * count
     while len(pts) < count:  # rounding can lose the very last point

@@ -6,7 +6,6 @@ starts on an invalid configuration.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +88,9 @@ class _Collector:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.errors: list[str] = []
+        # A file that failed to parse leaves its ids unknown: don't report every reference to them.
+        self.inventory_ok = True
+        self.schedules_ok = True
 
     def name(self, path: Path) -> str:
         try:
@@ -130,14 +132,23 @@ def load(config_path: str | Path = "config.yaml") -> District:
     base = config_file.parent
     col = _Collector(base)
     settings = col.parse(config_file, Settings)
+    # Even with a broken config.yaml the other files are checked (in their default folders), so
+    # one run of `lightctl check` shows every problem.
+    devices_dir = base / (settings.devices_dir if settings else "devices")
+    schedules_dir = base / (settings.schedules_dir if settings else "schedules")
+    if settings is None and not devices_dir.is_dir():
+        raise ConfigError(col.errors)
+    profiles = _load_profiles(col, devices_dir / "profiles")
+    before = len(col.errors)
+    inventory = _load_all(col, devices_dir, inv.InventoryFile)
+    inventory_ok = len(col.errors) == before
+    before = len(col.errors)
+    schedules = _load_all(col, schedules_dir, ScheduleFile)
+    col.schedules_ok = len(col.errors) == before
+    col.inventory_ok = inventory_ok
+    holidays = _load_holidays(col, schedules_dir / "holidays")
     if settings is None:
         raise ConfigError(col.errors)
-    devices_dir = base / settings.devices_dir
-    schedules_dir = base / settings.schedules_dir
-    profiles = _load_profiles(col, devices_dir / "profiles")
-    inventory = _load_all(col, devices_dir, inv.InventoryFile)
-    schedules = _load_all(col, schedules_dir, ScheduleFile)
-    holidays = _load_holidays(col, schedules_dir / "holidays")
     district = _assemble(col, base, settings, profiles, inventory, schedules, holidays)
     if col.errors:
         raise ConfigError(col.errors)
@@ -154,7 +165,9 @@ def _load_profiles(col: _Collector, folder: Path) -> dict[str, tuple[Path, Profi
         if profile is None:
             continue
         if profile.id in out:
-            col.add(path, "id", f"profile id {profile.id!r} already defined in {col.name(out[profile.id][0])}")
+            col.add(
+                path, "id", f"profile id {profile.id!r} already defined in {col.name(out[profile.id][0])}"
+            )
             continue
         out[profile.id] = (path, profile)
     return out
@@ -266,14 +279,22 @@ def _assemble(
                     )
                     _add_lamp(col, ids, devices, path, f"{where}.path", road, lamp, prof, lamp_ids)
             for j, lamp in enumerate(road.lamps):
-                lprof = prof if lamp.profile is None else profile_for(path, f"{where}.lamps[{j}].profile", lamp.profile, "lamp")
+                lprof = (
+                    prof
+                    if lamp.profile is None
+                    else profile_for(path, f"{where}.lamps[{j}].profile", lamp.profile, "lamp")
+                )
                 _add_lamp(col, ids, devices, path, f"{where}.lamps[{j}]", road, lamp, lprof, lamp_ids)
             if road.concentrator in conc_lamps:
                 conc_lamps[road.concentrator].extend(lamp_ids)
-            roads[road.id] = model.Road(road.id, road.name, road.road_class, tuple(road.path), tuple(lamp_ids))
+            roads[road.id] = model.Road(
+                road.id, road.name, road.road_class, tuple(road.path), tuple(lamp_ids)
+            )
 
     for cid, (_, _, c) in conc_specs.items():
-        concentrators[cid] = model.Concentrator(cid, c.name or cid, c.mqtt_id, c.batch_s, c.at[0], c.at[1], tuple(conc_lamps[cid]))
+        concentrators[cid] = model.Concentrator(
+            cid, c.name or cid, c.mqtt_id, c.batch_s, c.at[0], c.at[1], tuple(conc_lamps[cid])
+        )
 
     for path, f in inventory:
         for i, gw in enumerate(f.gateways):
@@ -288,10 +309,16 @@ def _assemble(
                 lo, hi = prof.modbus.unit_ids
                 bad = [u for u in units if not lo <= u <= hi]
                 if bad:
-                    col.add(path, f"{where}.units", f"unit id {bad[0]} out of range {lo}-{hi} for profile {prof.id}")
+                    col.add(
+                        path,
+                        f"{where}.units",
+                        f"unit id {bad[0]} out of range {lo}-{hi} for profile {prof.id}",
+                    )
             fixed = set(inv.parse_units(gw.not_dimmable)) if gw.not_dimmable is not None else set()
             if fixed - set(units):
-                col.add(path, f"{where}.not_dimmable", f"unit {min(fixed - set(units))} is not on this gateway")
+                col.add(
+                    path, f"{where}.not_dimmable", f"unit {min(fixed - set(units))} is not on this gateway"
+                )
             ids.claim_wire(f"modbus:{gw.host}:{gw.port}", path, f"{where}.port")
             default_dim = gw.dimmable if gw.dimmable is not None else (prof.dimmable if prof else False)
             group_ids: list[str] = []
@@ -319,7 +346,9 @@ def _assemble(
                 )
                 group_ids.append(gid)
             lat0, lon0 = gw.path[0]
-            gateways[gw.id] = model.Gateway(gw.id, gw.name or gw.id, gw.host, gw.port, lat0, lon0, tuple(group_ids))
+            gateways[gw.id] = model.Gateway(
+                gw.id, gw.name or gw.id, gw.host, gw.port, lat0, lon0, tuple(group_ids)
+            )
 
     for path, f in inventory:
         for i, z in enumerate(f.zones):
@@ -418,7 +447,11 @@ def _schedules(
     for path, f in files:
         for i, prog in enumerate(f.programs):
             if prog.id in seen_program:
-                col.add(path, f"programs[{i}].id", f"duplicate program {prog.id!r} (also in {seen_program[prog.id]})")
+                col.add(
+                    path,
+                    f"programs[{i}].id",
+                    f"duplicate program {prog.id!r} (also in {seen_program[prog.id]})",
+                )
                 continue
             seen_program[prog.id] = col.name(path)
             programs[prog.id] = prog
@@ -436,21 +469,30 @@ def _schedules(
             for j, target in enumerate(plan.targets):
                 matched = target_devices(target, devices, roads, gateways, concentrators, zones)
                 if matched is None:
-                    col.add(path, f"{where}.targets[{j}]", f"unknown target {target!r}")
+                    if col.inventory_ok:
+                        col.add(path, f"{where}.targets[{j}]", f"unknown target {target!r}")
                 else:
                     kinds.update(devices[d].kind for d in matched)
             for j, rule in enumerate(plan.rules):
-                prog = programs.get(rule.program)
-                if prog is None:
+                used = programs.get(rule.program)
+                if used is None and col.schedules_ok:
                     col.add(path, f"{where}.rules[{j}].program", f"unknown program {rule.program!r}")
-                elif kinds and prog.kind not in kinds:
-                    col.add(path, f"{where}.rules[{j}].program", f"program {prog.id!r} is for {prog.kind} devices; the plan targets {', '.join(sorted(kinds))}")
+                elif used is not None and kinds and used.kind not in kinds:
+                    col.add(
+                        path,
+                        f"{where}.rules[{j}].program",
+                        f"program {used.id!r} is for {used.kind} devices; the plan targets {', '.join(sorted(kinds))}",
+                    )
                 for name in rule.holidays():
                     if canonical_holiday(name) is None:
                         col.add(path, f"{where}.rules[{j}].holiday", f"unknown holiday {name!r}")
                 for name in rule.events():
-                    if name not in event_names:
-                        col.add(path, f"{where}.rules[{j}].event", f"unknown event {name!r} (define it under calendar.events)")
+                    if name not in event_names and col.schedules_ok:
+                        col.add(
+                            path,
+                            f"{where}.rules[{j}].event",
+                            f"unknown event {name!r} (define it under calendar.events)",
+                        )
             plans.append(plan)
     return programs, plans, events
 
@@ -469,12 +511,19 @@ def target_devices(
         return [ident] if ident in devices else None
     if scope == "kind":
         return [d.id for d in devices.values() if d.kind == ident]
-    table: dict[str, model.Road] | dict[str, model.Gateway] | dict[str, model.Concentrator] | dict[str, model.Zone]
+    table: (
+        dict[str, model.Road]
+        | dict[str, model.Gateway]
+        | dict[str, model.Concentrator]
+        | dict[str, model.Zone]
+    )
     table = {"road": roads, "gateway": gateways, "concentrator": concentrators, "zone": zones}.get(scope, {})  # type: ignore[assignment]
     item = table.get(ident)
     if item is None:
         return None
-    members = item.lamps if isinstance(item, model.Road | model.Concentrator) else (
-        item.units if isinstance(item, model.Gateway) else item.devices
+    members = (
+        item.lamps
+        if isinstance(item, model.Road | model.Concentrator)
+        else (item.units if isinstance(item, model.Gateway) else item.devices)
     )
     return list(members)

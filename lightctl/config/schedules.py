@@ -59,10 +59,14 @@ class Program(Strict):
             "facade": {"on", "scene", "brightness"},
         }[self.kind]
         for i, step in enumerate(self.steps):
-            used = {f for f in ("on", "level", "k1", "k2", "scene", "brightness") if getattr(step, f) is not None}
+            used = {
+                f for f in ("on", "level", "k1", "k2", "scene", "brightness") if getattr(step, f) is not None
+            }
             extra = used - allowed
             if extra:
-                raise ValueError(f"steps[{i}]: {', '.join(sorted(extra))} do not apply to {self.kind} programs")
+                raise ValueError(
+                    f"steps[{i}]: {', '.join(sorted(extra))} do not apply to {self.kind} programs"
+                )
         return self
 
 
@@ -114,7 +118,9 @@ class Plan(Strict):
         for value in values:
             match = TARGET.match(value)
             if not match:
-                raise ValueError(f"bad target {value!r}: use an id, road:<id>, zone:<id>, kind:<kind> or gateway:<id>")
+                raise ValueError(
+                    f"bad target {value!r}: use an id, road:<id>, zone:<id>, kind:<kind> or gateway:<id>"
+                )
             if match.group(1) == "kind" and match.group(2) not in ("lamp", "group", "facade"):
                 raise ValueError(f"bad target {value!r}: kind is lamp, group or facade")
         return values

@@ -29,7 +29,9 @@ class Site(Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+            ) from None
         return value
 
 
@@ -157,13 +159,18 @@ class Smtp(Strict):
     starttls: bool = False
 
 
+Severity = Literal["critical", "major", "minor"]
+
+
+def _repair_defaults() -> dict[Severity, float]:
+    return {"critical": 1.0, "major": 24.0, "minor": 72.0}
+
+
 class Alerts(Strict):
     mqtt: bool = True
     webhooks: list[Webhook] = Field(default_factory=list)
     smtp: Smtp | None = None
-    repair_hours: dict[Literal["critical", "major", "minor"], float] = Field(
-        default_factory=lambda: {"critical": 1.0, "major": 24.0, "minor": 72.0}
-    )
+    repair_hours: dict[Severity, float] = Field(default_factory=_repair_defaults)
 
 
 class Thresholds(Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import logging
@@ -16,6 +17,9 @@ _NOISY_LOGGERS = ("amqtt", "transitions")
 
 # A free port probed with bind(0) can be taken by someone else before the broker binds it.
 _PORT_ATTEMPTS = 5
+
+# A clean shutdown takes about a millisecond.
+_SHUTDOWN_PATIENCE = 0.25
 
 
 def _require_loopback(host: str) -> None:
@@ -70,7 +74,19 @@ class EmbeddedBroker:
         if not self._running:
             return
         self._running = False
-        await self._broker.shutdown()
+        # amqtt's shutdown cancels each client's reader task and waits for it. On Python 3.11,
+        # asyncio.wait_for swallows a cancellation that coincides with its read completing (CPython
+        # gh-86296), e.g. a PUBACK arriving just then, and the shutdown hangs forever. Feeding EOF
+        # ends such a stuck reader the way a closed socket would.
+        handlers = [handler for _, handler in self._broker.sessions.values()]
+        shutdown = asyncio.ensure_future(self._broker.shutdown())
+        while not shutdown.done():
+            await asyncio.wait({shutdown}, timeout=_SHUTDOWN_PATIENCE)
+            for handler in handlers:
+                reader = getattr(handler, "reader", None)
+                if reader is not None and hasattr(reader, "feed_eof"):
+                    reader.feed_eof()
+        await shutdown
 
     def __repr__(self) -> str:
         return f"EmbeddedBroker({self.host}:{self.port}, running={self._running})"

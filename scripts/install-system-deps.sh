@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages lightctl's tests and tools need, then makes sure the shared Mosquitto
-# on 127.0.0.1:1883 runs. Idempotent: when everything is present it only checks and exits.
+# on 127.0.0.1:1883 runs, and PostgreSQL on 127.0.0.1:5432 if it is installed (machines of this kind
+# come with it; the state-database tests each create a schema of their own in it). Idempotent: when
+# everything is present it only checks and exits.
 #
 # Without root or apt-get it warns and exits 0 so a developer can still run the tests that need no
 # server (the others skip loudly); under CI=true a missing package is an error, because a CI run
@@ -11,6 +13,8 @@ PACKAGES=(mosquitto mosquitto-clients victoria-metrics influxdb chromium fonts-n
 MQTT_HOST=127.0.0.1
 MQTT_PORT=1883
 MOSQUITTO_CONF=/etc/mosquitto/mosquitto.conf
+PG_HOST=127.0.0.1
+PG_PORT=5432
 
 is_installed() {
     # `dpkg -s` also succeeds for removed packages whose config files remain, so read the state.
@@ -86,6 +90,51 @@ ensure_shared_mosquitto() {
     return 1
 }
 
+pg_listening() {
+    (exec 3<>"/dev/tcp/$PG_HOST/$PG_PORT") 2>/dev/null
+}
+
+ensure_postgresql() {
+    if pg_listening; then
+        echo "PostgreSQL already listens on $PG_HOST:$PG_PORT"
+        return 0
+    fi
+    local ci_status=0
+    [[ "${CI:-}" == "true" ]] && ci_status=1
+    if ! command -v pg_lsclusters >/dev/null 2>&1 || ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        loud "PostgreSQL is not installed: nothing listens on $PG_HOST:$PG_PORT" \
+            "the PostgreSQL state-database tests will be SKIPPED (or FAIL under CI=true)" \
+            "install it with: sudo apt-get install postgresql"
+        return "$ci_status"
+    fi
+    if [[ $EUID -ne 0 ]]; then
+        loud "PostgreSQL is installed but not running on $PG_HOST:$PG_PORT; starting it needs root" \
+            "run: sudo $0"
+        return "$ci_status"
+    fi
+    local version cluster port status _ started=0
+    while read -r version cluster port status _; do
+        [[ "$port" == "$PG_PORT" && "$status" == down* ]] || continue
+        # Started by hand, not through systemd (containers have none), and bound to loopback only
+        # for this run whatever postgresql.conf says; the configuration files are left untouched.
+        echo "Starting PostgreSQL $version/$cluster on $PG_HOST:$PG_PORT"
+        pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start -- \
+            -o "-c listen_addresses=$PG_HOST" || true
+        started=1
+    done < <(pg_lsclusters --no-header 2>/dev/null || true)
+    if ((started == 0)); then
+        loud "no PostgreSQL cluster on port $PG_PORT to start (see pg_lsclusters)" \
+            "the PostgreSQL state-database tests will be SKIPPED (or FAIL under CI=true)"
+        return "$ci_status"
+    fi
+    for _ in $(seq 100); do
+        pg_listening && { echo "PostgreSQL listens on $PG_HOST:$PG_PORT"; return 0; }
+        sleep 0.1
+    done
+    loud "could not start PostgreSQL on $PG_HOST:$PG_PORT (see /var/log/postgresql/)"
+    return 1
+}
+
 main() {
     local missing=()
     mapfile -t missing < <(missing_packages)
@@ -106,6 +155,7 @@ main() {
     fi
 
     ensure_shared_mosquitto || status=1
+    ensure_postgresql || status=1
     return "$status"
 }
 

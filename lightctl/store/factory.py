@@ -62,6 +62,12 @@ async def open_telemetry(
 
 
 async def open_state(storage: Storage, resolve: Resolve) -> StateDB:
-    if storage.state.backend != "sqlite":
-        raise NotImplementedError("the postgresql state backend is not written yet; use sqlite")
+    """The configured state database, open and migrated to the current schema version."""
+    if storage.state.backend == "postgresql":
+        if not storage.state.dsn:  # the settings validator already refuses this
+            raise ValueError("storage.state.backend postgresql needs a dsn")
+        # Imported here: psycopg is needed only by deployments that use PostgreSQL.
+        from lightctl.store.state_pg import PgStateDB
+
+        return await PgStateDB.open(storage.state.dsn, storage.audit_retention_days)
     return await SqliteStateDB.open(resolve(storage.state.path), storage.audit_retention_days)

@@ -1,10 +1,13 @@
-"""Telemetry backends on real servers, and ways to read back what they stored without lightctl's code."""
+"""Telemetry backends on real servers, and ways to read back what they stored without lightctl's code;
+the state database on SQLite and on a PostgreSQL schema of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import math
+import os
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -13,12 +16,17 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from lightctl.config.settings import Influx
 from lightctl.model import Reading
 from lightctl.store.influx import InfluxTelemetry
 from lightctl.store.sqlite_ts import SqliteTelemetry
+from lightctl.store.state_pg import PgStateDB
+from lightctl.store.state_sqlite import SqliteStateDB
 from lightctl.store.telemetry import TelemetryBackend
 from tests import servers
 
@@ -177,3 +185,132 @@ async def wait_for(check: Callable[[], Awaitable[bool]], within_s: float = 20.0,
 
 def reading(device: str, ts: float, seq: int | None, **values: float) -> Reading:
     return Reading(device=device, ts=ts, seq=seq, values=dict(values))
+
+
+# --- the state database ---------------------------------------------------------------------------
+
+# The machine's PostgreSQL (scripts/install-system-deps.sh starts it); LIGHTCTL_TEST_POSTGRES=<dsn>
+# points the tests elsewhere. Each test works in a schema of its own, dropped afterwards, so tests
+# never see each other's rows and can run while other things use the server.
+POSTGRES_DSNS = (
+    "postgresql://postgres@127.0.0.1:5432/test",
+    "postgresql://postgres@127.0.0.1:5432/postgres",
+)
+
+
+def _postgres_answers(dsn: str) -> str | None:
+    """None if `dsn` accepts a connection, else why not."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
+
+
+def require_postgresql() -> str:
+    """A DSN of a PostgreSQL that lets tests create schemas; if none answers, fail under CI=true,
+    else skip loudly and list the test in the session summary (as servers.require does)."""
+    candidates = (
+        [os.environ["LIGHTCTL_TEST_POSTGRES"]] if os.environ.get("LIGHTCTL_TEST_POSTGRES") else POSTGRES_DSNS
+    )
+    why = ""
+    for dsn in candidates:
+        problem = _postgres_answers(dsn)
+        if problem is None:
+            return dsn
+        why = why or problem
+    shown = {k: v for k, v in conninfo_to_dict(candidates[0]).items() if k != "password"}
+    message = (
+        f"PostgreSQL does not answer at {make_conninfo(**shown)} ({why}): run `sudo scripts/install-system-deps.sh`"
+        " (it starts an installed PostgreSQL) or set LIGHTCTL_TEST_POSTGRES to a DSN"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    test_id = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
+    servers.MISSING.setdefault(message, set()).add(test_id)
+    pytest.skip(f"!!! {servers.SKIP_MARKER} !!! {message}")
+
+
+@pytest.fixture(scope="session")
+def postgresql() -> str:
+    """The DSN of the test PostgreSQL (a superuser's, to create and drop schemas)."""
+    return require_postgresql()
+
+
+@dataclass(frozen=True)
+class PgSchema:
+    name: str
+    dsn: str  # connects with search_path = this schema and application_name = its name
+    admin_dsn: str
+
+
+@pytest.fixture
+def pg_schema(postgresql: str) -> Iterator[PgSchema]:
+    """A fresh schema; dropped with everything in it after the test."""
+    name = f"test_{secrets.token_hex(6)}"
+    with psycopg.connect(postgresql, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    dsn = make_conninfo(postgresql, options=f"-c search_path={name}", application_name=name)
+    try:
+        yield PgSchema(name, dsn, postgresql)
+    finally:
+        with psycopg.connect(postgresql, autocommit=True) as admin:
+            # A connection the test left open would hold no locks while idle; one stuck in a
+            # transaction must not hang the session, so give up on it after a while.
+            admin.execute("SET lock_timeout = '10s'")
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@dataclass(frozen=True)
+class StateTarget:
+    """Where a test's state database lives; `open` may be called again to reopen the same one."""
+
+    kind: str  # "sqlite" | "postgresql"
+    location: str  # the SQLite file, or a DSN whose search_path is the test's own schema
+
+    async def open(self, audit_retention_days: int = 400) -> SqliteStateDB | PgStateDB:
+        if self.kind == "sqlite":
+            return await SqliteStateDB.open(self.location, audit_retention_days)
+        return await PgStateDB.open(self.location, audit_retention_days)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_target(request: pytest.FixtureRequest, tmp_path: Path) -> StateTarget:
+    if request.param == "postgresql":
+        schema: PgSchema = request.getfixturevalue("pg_schema")
+        return StateTarget("postgresql", schema.dsn)
+    return StateTarget("sqlite", str(tmp_path / "state.db"))
+
+
+@pytest.fixture
+async def state_db(state_target: StateTarget) -> AsyncIterator[SqliteStateDB | PgStateDB]:
+    """The state database on each backend, opened with a 180-day audit retention."""
+    db = await state_target.open(audit_retention_days=180)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def wait_until_blocked(schema: PgSchema, within_s: float = 10.0) -> None:
+    """Until a connection of the test's schema waits for a lock held by another."""
+    deadline = time.monotonic() + within_s
+    async with await psycopg.AsyncConnection.connect(schema.admin_dsn, autocommit=True) as admin:
+        while True:
+            cur = await admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                " AND wait_event_type = 'Lock'",
+                (schema.name,),
+            )
+            row = await cur.fetchone()
+            if row and row[0] >= 1:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"no connection blocked on a lock within {within_s} s")
+            await asyncio.sleep(0.02)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
-from lightctl.config.settings import StateStore, Storage, TelemetryStore
+from lightctl.config.settings import Storage, TelemetryStore
 from lightctl.model import Reading
 from lightctl.store import factory
 
@@ -35,9 +33,3 @@ async def test_configured_sqlite_stores_are_built_under_the_config_dir(tmp_path:
     state = await factory.open_state(storage, resolve)
     await state.close()
     assert (tmp_path / "var" / "state.db").exists()
-
-
-async def test_postgresql_state_is_not_there_yet(tmp_path: Path) -> None:
-    storage = Storage(state=StateStore(backend="postgresql", dsn="postgresql://lightctl@127.0.0.1/lightctl"))
-    with pytest.raises(NotImplementedError, match="postgresql"):
-        await factory.open_state(storage, lambda p: tmp_path / p)

@@ -1,16 +1,17 @@
-"""A database written by the previous schema version opens with the current code, data intact."""
+"""A database written by the previous schema version opens with the current code, data intact; on
+SQLite and on PostgreSQL alike."""
 
 from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from pathlib import Path
 
+import psycopg
 import pytest
 
 from lightctl.model import AlarmState
-from lightctl.store import migrations
-from lightctl.store.state_sqlite import SqliteStateDB
+from lightctl.store import migrations, state_pg_schema
+from tests.store.conftest import StateTarget
 
 T0 = 1_767_261_600.0
 
@@ -19,28 +20,49 @@ V1_ALARMS = [
     (1, "lamp_failure", "major", "ha-001", "open", T0, T0 + 60, None, None, None, 0),
     (2, "door_open", "major", "gw-02", "resolved", T0 - 3600, T0 - 600, None, "crew-2", "door shut", 0),
 ]
+V1_DEVICE_STATE = ("ha-001", '["ha-001",1767261600.0,4,{"power":61.0},[],1767261600.5]', 1, T0)
 
 
-def make_v1_database(path: Path) -> None:
+def make_v1_sqlite(path: str) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         assert migrations.migrate(conn, target=1) == [1]
         conn.executemany("INSERT INTO alarms VALUES (?,?,?,?,?,?,?,?,?,?,?)", V1_ALARMS)
-        conn.execute(
-            "INSERT INTO device_state VALUES (?,?,?,?)",
-            ("ha-001", '["ha-001",1767261600.0,4,{"power":61.0},[],1767261600.5]', 1, T0),
-        )
+        conn.execute("INSERT INTO device_state VALUES (?,?,?,?)", V1_DEVICE_STATE)
     finally:
         conn.close()
 
 
-async def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    make_v1_database(path)
+async def make_v1_postgresql(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        assert await state_pg_schema.migrate(conn, target=1) == [1]
+        for row in V1_ALARMS:
+            # Ids as version 1 assigned them: from the identity column, in order.
+            cur = await conn.execute(
+                "INSERT INTO alarms (type, severity, device, state, first_seen, last_seen, parent,"
+                " assignee, note, held) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+                (*row[1:10], bool(row[10])),
+            )
+            assert await cur.fetchone() == (row[0],)
+        device, reading, online, updated = V1_DEVICE_STATE
+        await conn.execute(
+            "INSERT INTO device_state VALUES (%s,%s,%s,%s)", (device, reading, bool(online), updated)
+        )
 
-    db = await SqliteStateDB.open(path)
+
+async def make_v1_database(target: StateTarget) -> None:
+    if target.kind == "sqlite":
+        make_v1_sqlite(target.location)
+    else:
+        await make_v1_postgresql(target.location)
+
+
+async def test_a_version_1_database_is_migrated_on_open(state_target: StateTarget) -> None:
+    await make_v1_database(state_target)
+
+    db = await state_target.open()
     try:
-        assert await db.schema_version() == migrations.LATEST == 2
+        assert await db.schema_version() == migrations.LATEST == state_pg_schema.LATEST == 2
         open_one = await db.get_alarm(1)
         assert open_one is not None
         assert open_one.state is AlarmState.OPEN
@@ -61,10 +83,11 @@ async def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
         states = await db.load_device_states()
         assert states["ha-001"].reading is not None
         assert states["ha-001"].reading.values == {"power": 61.0}
+        assert states["ha-001"].online is True
     finally:
         await db.close()
 
-    reopened = await SqliteStateDB.open(path)  # a second open applies nothing twice
+    reopened = await state_target.open()  # a second open applies nothing twice
     try:
         assert await reopened.schema_version() == 2
         assert (await reopened.list_alarms())[1] == 2
@@ -72,12 +95,20 @@ async def test_a_version_1_database_is_migrated_on_open(tmp_path: Path) -> None:
         await reopened.close()
 
 
-async def test_a_database_from_a_newer_lightctl_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    migrations.migrate(conn)
-    conn.execute("INSERT INTO schema_version VALUES (99)")
-    conn.close()
+async def stamp_newer_version(target: StateTarget) -> None:
+    if target.kind == "sqlite":
+        conn = sqlite3.connect(target.location, isolation_level=None)
+        migrations.migrate(conn)
+        conn.execute("INSERT INTO schema_version VALUES (99)")
+        conn.close()
+        return
+    async with await psycopg.AsyncConnection.connect(target.location, autocommit=True) as pg:
+        await state_pg_schema.migrate(pg)
+        await pg.execute("INSERT INTO schema_version VALUES (99)")
+
+
+async def test_a_database_from_a_newer_lightctl_is_refused(state_target: StateTarget) -> None:
+    await stamp_newer_version(state_target)
 
     with pytest.raises(migrations.SchemaError, match="newer"):
-        await SqliteStateDB.open(path)
+        await state_target.open()

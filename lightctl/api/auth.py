@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -66,3 +70,55 @@ class TokenBook:
             self._known[digest] = identity
             return identity
         return None
+
+    def holds(self, who: Identity) -> bool:
+        """Whether a token with this name and role is still configured (sessions end when it is not)."""
+        return any(t.name == who.name and t.role == who.role for t in self._tokens)
+
+
+class FailureThrottle:
+    """Counts failed authentications per client address and refuses more after `limit` in `window_s`.
+
+    Each failure costs an argon2 verification per configured token, so guessing tokens must be
+    neither free for the guesser nor a way to keep the CPU busy.
+    """
+
+    def __init__(
+        self,
+        limit: int = 20,
+        window_s: float = 60.0,
+        now: Callable[[], float] = time.monotonic,
+        max_clients: int = 10_000,
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._now = now
+        self._max_clients = max_clients
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()  # sync dependencies run on the thread pool
+
+    def blocked_for(self, client: str) -> float:
+        """Seconds until `client` may try again; 0 when it may try now."""
+        with self._lock:
+            times = self._recent(client)
+            if times is None or len(times) < self.limit:
+                return 0.0
+            return max(0.0, times[0] + self.window_s - self._now())
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            times = self._recent(client)
+            if times is None:
+                times = self._failures[client] = deque(maxlen=self.limit)
+                while len(self._failures) > self._max_clients:
+                    self._failures.popitem(last=False)
+            times.append(self._now())
+
+    def _recent(self, client: str) -> deque[float] | None:
+        times = self._failures.get(client)
+        if times is None:
+            return None
+        cutoff = self._now() - self.window_s
+        while times and times[0] < cutoff:
+            times.popleft()
+        return times

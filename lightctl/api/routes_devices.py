@@ -51,8 +51,12 @@ def iso(ts: float | None, tz: ZoneInfo) -> str | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
 
 
+def site_tz(svc: Services) -> ZoneInfo:
+    return ZoneInfo(svc.district.settings.site.timezone)
+
+
 def device_out(dev: Device, st: DeviceStatus, svc: Services) -> DeviceOut:
-    tz = ZoneInfo(svc.district.settings.site.timezone)
+    tz = site_tz(svc)
     alarms = svc.extras.get("alarms")
     maintenance = svc.extras.get("maintenance")
     return DeviceOut(
@@ -164,4 +168,43 @@ def get_device(
         "telemetry": None
         if last is None
         else {"ts": last.ts, "seq": last.seq, "values": last.values, "flags": sorted(last.flags)},
+    }
+
+
+@router.get("/inventory")
+def inventory(svc: Services = Depends(services), _: object = Depends(viewer)) -> dict[str, object]:
+    """Names and places that the device list only refers to by id: for the console's map and filters."""
+    d = svc.district
+    site = d.settings.site
+    return {
+        "site": {
+            "id": site.id,
+            "name": site.name,
+            "lat": site.lat,
+            "lon": site.lon,
+            "timezone": site.timezone,
+        },
+        "roads": [
+            {
+                "id": r.id,
+                "name": r.name,
+                "class": r.road_class,
+                "path": [list(p) for p in r.path],
+                "lamps": len(r.lamps),
+            }
+            for r in d.roads.values()
+        ],
+        "zones": [
+            {"id": z.id, "name": z.name, "class": z.zone_class, "devices": list(z.devices)}
+            for z in d.zones.values()
+        ],
+        "gateways": [
+            {"id": g.id, "name": g.name, "lat": g.lat, "lon": g.lon, "units": len(g.units)}
+            for g in d.gateways.values()
+        ],
+        "concentrators": [
+            {"id": c.id, "name": c.name, "lat": c.lat, "lon": c.lon, "lamps": len(c.lamps)}
+            for c in d.concentrators.values()
+        ],
+        "counts": d.counts(),
     }

@@ -6,7 +6,16 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 
 from lightctl import __version__
-from lightctl.api import audit, console, events, limits, metrics, routes_devices, routes_session
+from lightctl.api import (
+    audit,
+    console,
+    events,
+    limits,
+    metrics,
+    routes_control,
+    routes_devices,
+    routes_session,
+)
 from lightctl.api.auth import FailureThrottle
 from lightctl.api.routes_devices import site_tz
 from lightctl.api.session import SessionStore
@@ -24,7 +33,7 @@ def create_app(svc: Services) -> FastAPI:
     app = FastAPI(
         title="lightctl",
         version=__version__,
-        docs_url="/api/docs",
+        docs_url=None,  # Swagger UI loads from a CDN; the console must work on a closed network
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,  # no OAuth2 here: Bearer tokens and the session cookie
         # Outermost first: refuse tokens in URLs and oversized bodies before anything reads them.
@@ -47,7 +56,13 @@ def create_app(svc: Services) -> FastAPI:
     app.state.audit_stats = audit_stats
     app.state.metrics_registry = metrics.build_registry(svc, svc.extras["events"], sessions, audit_stats)
 
-    for router in (routes_devices.router, routes_session.router, audit.router, events.router):
+    for router in (
+        routes_devices.router,
+        routes_session.router,
+        routes_control.router,
+        audit.router,
+        events.router,
+    ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(metrics.router)
     app.include_router(console.router)

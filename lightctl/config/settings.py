@@ -65,6 +65,10 @@ class Modbus(Strict):
     poll_interval_s: float = Field(30.0, gt=0, le=3600)
     timeout_s: float = Field(1.0, gt=0, le=60)
     failed_polls_for_comm_loss: int = Field(3, ge=1, le=100)
+    # Commands per gateway whose read-back is still pending. 1: one at a time, read back before the
+    # next (design.md section 3). More lets writes to other units go out while earlier ones wait for
+    # their contactors (up to 200 ms each): what a gateway-wide emergency switch needs.
+    commands_in_flight: int = Field(1, ge=1, le=64)
 
 
 class Control(Strict):
@@ -147,6 +151,8 @@ class Webhook(Strict):
     min_severity: Literal["critical", "major", "minor"] = "minor"
     timeout_s: float = Field(5.0, gt=0)
     retries: int = Field(5, ge=0, le=20)
+    msgtype: Literal["markdown", "text"] = "markdown"  # wecom / dingtalk message type
+    secret: str | None = Field(None, repr=False)  # dingtalk robot signing secret (加签)
 
 
 class Smtp(Strict):
@@ -197,6 +203,16 @@ class Thresholds(Strict):
     supply_lost_v: float = 50.0
     comm_loss_intervals: float = 3.0
     energy_deviation: float = 0.20
+    # Episode handling (docs/alarms.md): healthy reports that clear a condition, how long a cleared
+    # condition must stay clear before its alarm auto-resolves (a re-fire sooner continues the same
+    # alarm), and how long after a command readings are not judged against the new desired state.
+    clear_reports: int = Field(2, ge=1)
+    flap_holdoff_s: float = Field(300.0, ge=0)
+    command_grace_s: float = Field(5.0, ge=0)
+    relay_polls: int = Field(2, ge=1)  # ZHD-G2 feedback != coil in this many polls
+    relay_settle_s: float = Field(1.0, ge=0)  # ...or in the first poll this long after a write
+    cycling_max_report_s: float = 300.0  # cycling is judged only for devices reporting this often
+    cable_theft_groups: int = Field(3, ge=2)
 
 
 class Partition(Strict):

@@ -31,7 +31,7 @@ def with_control_router(app: FastAPI) -> FastAPI:
     router = APIRouter()
     operator = require("operator")
 
-    @router.post("/overrides", status_code=201)
+    @router.post("/stand-in-action", status_code=201)
     def create(body: OverrideIn, _: Identity = Depends(operator)) -> dict[str, object]:
         return {"id": 17, "targets": body.targets}
 
@@ -52,15 +52,17 @@ def test_control_actions_are_recorded_with_who_what_and_result(district: Distric
     before = time.time()
     with ThreadServer(app) as server, httpx.Client(timeout=10) as client:
         body = {"targets": ["zone:longcheng"], "reason": "国庆灯光秀"}
-        created = client.post(f"{server.url}/api/v1/overrides", json=body, headers=bearer("operator"))
+        created = client.post(f"{server.url}/api/v1/stand-in-action", json=body, headers=bearer("operator"))
         assert created.status_code == 201
-        refused = client.post(f"{server.url}/api/v1/overrides", json=body, headers=bearer("maintenance"))
+        refused = client.post(
+            f"{server.url}/api/v1/stand-in-action", json=body, headers=bearer("maintenance")
+        )
         assert refused.status_code == 403
         invalid = client.post(
-            f"{server.url}/api/v1/overrides", json={"targets": []}, headers=bearer("operator")
+            f"{server.url}/api/v1/stand-in-action", json={"targets": []}, headers=bearer("operator")
         )
         assert invalid.status_code == 422
-        anonymous = client.post(f"{server.url}/api/v1/overrides", json=body)
+        anonymous = client.post(f"{server.url}/api/v1/stand-in-action", json=body)
         assert anonymous.status_code == 401
         page = audit_items(client, server.url)
     items = page["items"]
@@ -70,7 +72,7 @@ def test_control_actions_are_recorded_with_who_what_and_result(district: Distric
     assert (oldest["who"], oldest["role"], oldest["action"]) == (
         "operator-user",
         "operator",
-        "POST /api/v1/overrides",
+        "POST /api/v1/stand-in-action",
     )
     assert oldest["result"] == "201 id=17"
     assert json.loads(oldest["body"]) == body

@@ -4,89 +4,168 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 import signal
 import sys
 import tempfile
 from pathlib import Path
 
-import uvicorn
-
-from lightctl.api.app import create_app
-from lightctl.api.auth import DEMO_TOKENS, TokenBook
-from lightctl.clock import Clock, ScaledClock, SystemClock
+from lightctl.api.auth import DEMO_TOKENS
+from lightctl.clock import ScaledClock, SystemClock
 from lightctl.config.loader import District
 from lightctl.model import Override
-from lightctl.services import Services
-from lightctl.state import LiveState
+from lightctl.runtime import Runtime
 
 
-class Runtime:
-    """One running lightctl: its parts, started and stopped together."""
+def _on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
 
-    def __init__(self, district: District, clock: Clock, demo: bool, host: str, port: int) -> None:
-        self.district = district
-        self.clock = clock
-        self.live = LiveState(district)
-        self.services = Services(
-            district=district,
-            live=self.live,
-            tokens=TokenBook(district.settings.tokens, demo=demo),
-            clock=clock,
-            demo=demo,
-        )
-        self.host = host
-        self.port = port
-        self._server: uvicorn.Server | None = None
-        self._stopping = asyncio.Event()
 
-    async def run(self, duration: float | None = None) -> None:
-        app = create_app(self.services)
-        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        serve = asyncio.create_task(self._server.serve(), name="api")
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, self._stopping.set)
-        waits = [asyncio.create_task(self._stopping.wait()), serve]
-        if duration is not None:
-            waits.append(asyncio.create_task(asyncio.sleep(duration)))
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await serve
-        for task in waits:
-            task.cancel()
+def _quiet_libraries() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("pymodbus", "amqtt", "transitions", "gmqtt"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
 
 def run_demo(district: District, port: int, speed: float, duration: float | None, start: str | None) -> int:
+    _quiet_libraries()
     workdir = Path(tempfile.mkdtemp(prefix="lightctl-demo-"))
     clock = ScaledClock(start=_parse_start(district, start), speed=speed)
-    runtime = Runtime(district, clock, demo=True, host="127.0.0.1", port=port)
-    counts = district.counts()
-    print(
-        f"lightctl demo: {counts['lamps']} lamps, {counts['groups']} groups, {counts['zones']} facade zones"
+    return asyncio.run(_demo(district, clock, port, duration, workdir))
+
+
+async def _demo(
+    district: District, clock: ScaledClock, port: int, duration: float | None, workdir: Path
+) -> int:
+    from lightctl.demo import DEMO_FAULTS, demo_settings, remap_modbus
+    from lightctl.embedded_broker import start_embedded_broker
+    from lightctl.sim.modbus_sim import ModbusSim
+    from lightctl.sim.slc import SlcFleet
+
+    broker = await start_embedded_broker()
+    modbus_ids = [*district.gateways, *(d.id for d in district.devices.values() if d.kind == "facade")]
+    sim = ModbusSim(
+        district.gateways.values(),
+        district.devices,
+        clock,
+        seed=1,
+        profiles=district.profiles,
+        ports=dict.fromkeys(modbus_ids, 0),
     )
-    print(f"  console and API: http://127.0.0.1:{port}/   (OpenAPI: http://127.0.0.1:{port}/openapi.json)")
-    print(f"  clock speed {speed:g}x; data in {workdir}")
-    print("  demo tokens (one per role): " + ", ".join(DEMO_TOKENS))
-    sys.stdout.flush()
-    asyncio.run(runtime.run(duration))
+    lamp_faults = sim.claim_spec(DEMO_FAULTS)
+    await sim.start()
+    demo = remap_modbus(district, {i: sim.port_of(i) for i in modbus_ids})
+    demo = dataclasses.replace(demo, settings=demo_settings(district.settings, workdir, broker.port))
+    lamps = [d for d in demo.devices.values() if d.kind == "lamp"]
+    fleet = SlcFleet(
+        lamps,
+        demo.concentrators.values(),
+        demo.profiles,
+        "127.0.0.1",
+        broker.port,
+        clock,
+        seed=1,
+        lamps_per_connection=50,
+        faults=lamp_faults,
+    )
+    await fleet.start()
+    runtime = Runtime(demo, clock, host="127.0.0.1", port=port, demo=True)
+    _on_signals(runtime.stopping)
+    try:
+        await runtime.start()
+        counts = district.counts()
+        print(
+            f"lightctl demo: {counts['lamps']} lamps, {counts['groups']} groups, {counts['zones']} facade zones"
+        )
+        print(
+            f"  console and API: http://127.0.0.1:{port}/   (OpenAPI: http://127.0.0.1:{port}/openapi.json)"
+        )
+        print(f"  clock speed {clock.speed:g}x; data in {workdir}")
+        print("  demo tokens (one per role): " + ", ".join(DEMO_TOKENS))
+        sys.stdout.flush()
+        await runtime.serve(duration)
+    finally:
+        await runtime.stop()
+        await fleet.stop()
+        await sim.stop()
+        await broker.stop()
     return 0
 
 
 def run_serve(district: District, config_path: str) -> int:
+    _quiet_libraries()
     settings = district.settings
-    runtime = Runtime(district, SystemClock(), demo=False, host=settings.api.host, port=settings.api.port)
-    print(f"lightctl serve: API on http://{settings.api.host}:{settings.api.port}/")
-    sys.stdout.flush()
-    asyncio.run(runtime.run())
+    return asyncio.run(_serve(district, settings.api.host, settings.api.port))
+
+
+async def _serve(district: District, host: str, port: int) -> int:
+    runtime = Runtime(district, SystemClock(), host=host, port=port)
+    _on_signals(runtime.stopping)
+    try:
+        await runtime.start()
+        print(f"lightctl serve: API and console on http://{host}:{port}/")
+        sys.stdout.flush()
+        await runtime.serve()
+    finally:
+        await runtime.stop()
     return 0
 
 
 def run_sim(district: District, faults: str, speed: float, duration: float | None) -> int:
-    print("lightctl sim: the field-device simulators are not wired in yet", file=sys.stderr)
-    return 1
+    _quiet_libraries()
+    return asyncio.run(_sim(district, faults, ScaledClock(speed=speed), duration))
+
+
+async def _sim(district: District, faults: str, clock: ScaledClock, duration: float | None) -> int:
+    from lightctl.sim.modbus_sim import ModbusSim
+    from lightctl.sim.slc import SlcFleet
+
+    mqtt = district.settings.mqtt
+    sim = ModbusSim(district.gateways.values(), district.devices, clock, seed=1, profiles=district.profiles)
+    try:
+        lamp_faults = sim.claim_spec(faults)
+    except ValueError as exc:
+        print(f"--faults: {exc}", file=sys.stderr)
+        return 2
+    lamps = [d for d in district.devices.values() if d.kind == "lamp"]
+    fleet = SlcFleet(
+        lamps,
+        district.concentrators.values(),
+        district.profiles,
+        mqtt.host,
+        mqtt.port,
+        clock,
+        seed=1,
+        lamps_per_connection=50,
+        faults=lamp_faults,
+        username=mqtt.username,
+        password=mqtt.password,
+    )
+    stop = asyncio.Event()
+    _on_signals(stop)
+    await sim.start()
+    try:
+        await fleet.start()
+        print(
+            f"lightctl sim: {len(lamps)} lamps on mqtt://{mqtt.host}:{mqtt.port}, "
+            f"{len(district.gateways)} gateways and {sum(d.kind == 'facade' for d in district.devices.values())} "
+            "facade controllers on their configured loopback ports"
+        )
+        sys.stdout.flush()
+        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
+        if duration is not None:
+            waits.append(asyncio.ensure_future(asyncio.sleep(duration)))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+    finally:
+        await fleet.stop()
+        await sim.stop()
+    return 0
 
 
 def run_plan(district: District, date: str | None, target: str | None, as_json: bool) -> int:

@@ -43,7 +43,7 @@ class LiveState:
             st = self.status.get(reading.device)
             if st is None:
                 continue
-            _apply(st, reading)
+            apply_reading(st, reading)
         for listener in self.reading_listeners:
             listener(batch)
 
@@ -60,7 +60,7 @@ class LiveState:
         return sum(1 for st in self.status.values() if st.online)
 
 
-def _apply(st: DeviceStatus, reading: Reading) -> None:
+def apply_reading(st: DeviceStatus, reading: Reading) -> None:
     v = reading.values
     st.last = reading
     st.last_seen = reading.ts

@@ -1,0 +1,301 @@
+"""One running lightctl service: storage, drivers, scheduler, reconciler, fault detection and API.
+
+This is where the parts are wired together (with app.py for the commands); nothing else constructs
+drivers or stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from lightctl.api.app import create_app
+from lightctl.api.auth import TokenBook
+from lightctl.clock import Clock
+from lightctl.config.loader import District
+from lightctl.control import Outcome, Reconciler
+from lightctl.drivers.modbus import ModbusDriver
+from lightctl.drivers.mqtt import MqttDriver
+from lightctl.model import CommandResult, DesiredState
+from lightctl.northbound import Northbound
+from lightctl.operations import Operations
+from lightctl.schedule.resolve import Resolver
+from lightctl.services import Services
+from lightctl.state import LiveState, apply_reading
+from lightctl.store.factory import open_state, open_telemetry
+from lightctl.store.pipeline import TelemetryWriter
+from lightctl.store.state import CommandLogEntry, DeviceSnapshot, StateDB
+
+log = logging.getLogger(__name__)
+
+
+class ResolverFeed:
+    """Keeps the full desired state up to date from the resolver's incremental ticks."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.desired: dict[str, DesiredState] = {}
+        self.held: frozenset[str] = frozenset()
+
+    def desired_at(self, now: float) -> dict[str, DesiredState]:
+        result = self.resolver.tick(now)
+        for dev_id in result.changed:
+            self.desired[dev_id] = self.resolver.state(dev_id)
+        self.held = result.maintenance
+        return self.desired
+
+    def maintenance_at(self, now: float) -> set[str]:
+        return set(self.held)
+
+
+@dataclass
+class _Port:
+    """The reconciler's view of a driver: apply a desired state, get a confirmed result."""
+
+    apply_fn: Callable[[str, DesiredState], Awaitable[CommandResult]]
+
+    async def apply(self, device_id: str, desired: DesiredState) -> CommandResult:
+        return await self.apply_fn(device_id, desired)
+
+
+@dataclass
+class Runtime:
+    district: District
+    clock: Clock
+    host: str
+    port: int
+    demo: bool = False
+    extra_tasks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.live = LiveState(self.district)
+        self.services = Services(
+            district=self.district,
+            live=self.live,
+            tokens=TokenBook(self.district.settings.tokens, demo=self.demo),
+            clock=self.clock,
+            demo=self.demo,
+        )
+        self.state: StateDB | None = None
+        self.writer: TelemetryWriter | None = None
+        self.mqtt: MqttDriver | None = None
+        self.modbus: ModbusDriver | None = None
+        self.reconciler: Reconciler | None = None
+        self.resolver = Resolver.for_district(self.district)
+        self.feed = ResolverFeed(self.resolver)
+        self.ops: Operations | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._server: uvicorn.Server | None = None
+        self.stopping = asyncio.Event()
+
+    # --- start --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        d = self.district
+        settings = d.settings
+        self.state = state = await open_state(settings.storage, d.path)
+        kinds = {dev_id: dev.kind for dev_id, dev in d.devices.items()}
+        self.writer = await open_telemetry(settings.storage.telemetry, d.path, kinds, self.clock)
+        await self._restore_device_states(self.state)
+        self.live.reading_listeners.append(self.writer.readings)
+
+        lamps = [dev for dev in d.devices.values() if _transport(d, dev.profile) == "mqtt"]
+        modbus_devices = {k: v for k, v in d.devices.items() if _transport(d, v.profile) == "modbus"}
+        if lamps:
+            self.mqtt = MqttDriver(
+                settings.mqtt,
+                settings.site.id,
+                lamps,
+                d.concentrators.values(),
+                d.profiles,
+                self.live,
+                self.clock,
+                config_dir=d.base_dir,
+            )
+            self.services.drops["mqtt"] = self.mqtt.drops
+        if modbus_devices:
+            self.modbus = ModbusDriver(
+                settings.modbus, d.gateways.values(), modbus_devices, d.profiles, self.live, self.clock
+            )
+            self.services.drops["modbus"] = self.modbus.drops
+
+        self.ops = Operations(state, self.resolver, self.clock, poke=self._poke, announce=self._announce)
+        await self.ops.load()
+        ports: dict[str, _Port] = {}
+        if self.mqtt is not None:
+            ports["lamp"] = _Port(self.mqtt.send)
+        if self.modbus is not None:
+            ports["group"] = ports["facade"] = _Port(self.modbus.apply)
+        self.reconciler = Reconciler(
+            devices=d.devices,
+            live=self.live,
+            ports=dict(ports),
+            clock=self.clock,
+            desired_fn=self.feed.desired_at,
+            maintenance_fn=self.feed.maintenance_at,
+            retry_delays=list(settings.control.retry_delays_s),
+            tick_s=settings.control.tick_s,
+            on_outcome=self._command_outcome,
+        )
+        self.services.extras.update(
+            operations=self.ops,
+            maintenance=self.ops,
+            resolver=self.resolver,
+            state_db=self.state,
+            audit=self.state,
+            telemetry_backlog=self._backlog,
+            calendar_coverage=self._coverage,
+        )
+        if self.mqtt is not None:
+            self.northbound = Northbound(self.live, self.mqtt, settings.site.id, self.clock)
+            await self.mqtt.start()
+        if self.modbus is not None:
+            await self.modbus.start()
+        self._spawn(self.reconciler.run(), "reconciler")
+        self._spawn(self._snapshots(self.state), "device-snapshots")
+        if self.mqtt is not None:
+            self._spawn(self.northbound.run(), "northbound")
+        for make in self.extra_tasks:
+            self._spawn(make(), "extra")
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("task %s stopped: %r", task.get_name(), exc, exc_info=exc)
+
+    async def _restore_device_states(self, state: StateDB) -> None:
+        """The last known readings, so the API and the detectors resume where they stopped."""
+        snapshots = await state.load_device_states()
+        restored = [
+            s.reading for s in snapshots.values() if s.reading is not None and s.device in self.live.status
+        ]
+        for reading in restored:
+            st = self.live.status[reading.device]
+            apply_reading(st, reading)
+            st.online = None  # not heard from since the restart
+
+    async def _snapshots(self, state: StateDB) -> None:
+        """Save every device's latest reading now and then, so a restart resumes from it."""
+        saved: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(10.0)
+            now = self.clock.now()
+            batch = [
+                DeviceSnapshot(dev_id, st.last, bool(st.online), now)
+                for dev_id, st in self.live.status.items()
+                if st.last is not None and saved.get(dev_id) != st.last.ts
+            ]
+            if batch:
+                with contextlib.suppress(Exception):
+                    await state.save_device_states(batch)
+                    saved.update((s.device, s.reading.ts) for s in batch if s.reading is not None)
+
+    # --- hooks -----------------------------------------------------------------------------------
+
+    def _poke(self) -> None:
+        if self.reconciler is not None:
+            self.reconciler.poke()
+
+    def _announce(self, kind: str, payload: dict[str, object]) -> None:
+        hub = self.services.extras.get("events")
+        if hub is not None:
+            hub.publish(kind, payload)
+
+    def _command_outcome(self, outcome: Outcome) -> None:
+        if self.state is None:
+            return
+        r = outcome.result
+        entry = CommandLogEntry(
+            id=r.command_id,
+            device=outcome.device,
+            desired=outcome.desired,
+            issued=self.clock.now() - (r.latency_s or 0.0),
+            ok=r.ok,
+            result=r.detail or ("ok" if r.ok else "failed"),
+            confirmed_by=r.confirmed_by,
+            latency_s=r.latency_s,
+            completed=self.clock.now(),
+        )
+        self._spawn(self.state.log_command(entry), "command-log")
+
+    def _backlog(self) -> dict[str, float]:
+        if self.writer is None:
+            return {}
+        status = self.writer.status()
+        return {k: float(v) for k, v in vars(status).items() if isinstance(v, int | float)}
+
+    def _coverage(self) -> dict[str, object]:
+        import datetime as dt
+        from zoneinfo import ZoneInfo
+
+        today = dt.datetime.fromtimestamp(
+            self.clock.now(), ZoneInfo(self.district.settings.site.timezone)
+        ).date()
+        cov = self.resolver.calendar.coverage(today)
+        return {
+            "package_years": list(cov.package_years),
+            "local_years": list(cov.local_years),
+            "first_missing_year": cov.first_missing_year,
+            "calendar_data_missing": cov.missing,
+        }
+
+    # --- run / stop ------------------------------------------------------------------------------
+
+    async def serve(self, duration: float | None = None) -> None:
+        app = create_app(self.services)
+        config = uvicorn.Config(
+            app,
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=3,
+        )
+        self._server = uvicorn.Server(config)
+        api = asyncio.ensure_future(self._server.serve())
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.stopping.wait()), api]
+        if duration is not None:
+            waits.append(asyncio.ensure_future(asyncio.sleep(duration)))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        hub = self.services.extras.get("events")
+        if hub is not None:
+            hub.close()  # open event streams would hold the server up
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await api
+        for w in waits:
+            w.cancel()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.mqtt is not None:
+            await self.mqtt.stop()
+        if self.modbus is not None:
+            await self.modbus.stop()
+        if self.writer is not None:
+            await self.writer.stop()
+            await self.writer.backend.close()
+        if self.state is not None:
+            await self.state.close()
+
+
+def _transport(district: District, profile_id: str) -> str:
+    return district.profiles[profile_id].transport

@@ -44,8 +44,11 @@ from importlib import metadata
 from typing import Any
 
 CLIENTS = ("gmqtt", "paho", "aiomqtt")
+# gmqtt_async: gmqtt with an `async def` on_message (gmqtt then creates one Task per message);
+# not in the default set, run it with --clients gmqtt,gmqtt_async
+EXTRA_CLIENTS = ("gmqtt_async",)
 MODES = ("burst", "paced")
-DIST_NAMES = {"gmqtt": "gmqtt", "paho": "paho-mqtt", "aiomqtt": "aiomqtt"}
+DIST_NAMES = {"gmqtt": "gmqtt", "gmqtt_async": "gmqtt", "paho": "paho-mqtt", "aiomqtt": "aiomqtt"}
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,9 @@ def publisher_main(trial: Trial, go: Any, conn: Any) -> None:
                 client_id=f"lcbench-pub-{trial.prefix.rsplit('/', 1)[-1]}-{k}",
                 protocol=mqtt.MQTTv311,
             )
-            c.max_inflight_messages_set(1000)  # QoS 1: do not stall on PUBACK round trips
+            # 0 = no paho in-flight limit: with a limit, every PUBACK makes paho scan all in-flight
+            # messages (O(inflight) per ack); the loop below keeps its own window instead.
+            c.max_inflight_messages_set(0)
             c.connect(trial.host, trial.port, keepalive=60)
             deadline = time.monotonic() + 10
             while not c.is_connected():
@@ -148,47 +153,45 @@ def publisher_main(trial: Trial, go: Any, conn: Any) -> None:
         nconn = len(clients)
         devices = trial.devices
         qos = trial.qos
-        infos = []
-        sent = 0
-        t_start = time.monotonic()
-        if trial.mode == "burst":
-            batch = 256
-            for i, (topic, payload) in enumerate(reports):
-                info = clients[(i % devices) % nconn].publish(topic, payload, qos)
-                if qos:
-                    infos.append(info)
-                sent += 1
-                if i % batch == batch - 1:
-                    for c in clients:
-                        c.loop(timeout=0.0)  # drain PUBACKs / flush what the socket refused
-        else:
-            tick = 0.002
-            i = 0
-            n = len(reports)
-            while i < n:
-                due = min(n, int((time.monotonic() - t_start) * trial.rate) + 1)
-                while i < due:
-                    topic, payload = reports[i]
-                    info = clients[(i % devices) % nconn].publish(topic, payload, qos)
-                    if qos:
-                        infos.append(info)
-                    i += 1
-                sent = i
-                for c in clients:
-                    c.loop(timeout=0.0)
-                time.sleep(tick)
-        # flush: every packet written (QoS 0) / acknowledged (QoS 1)
-        deadline = time.monotonic() + 30
+        paced = trial.mode == "paced"
+        n = len(reports)
+        infos: list[Any] = []
         acked = 0
-        while time.monotonic() < deadline:
+        window = 1000 * nconn  # QoS 1: at most this many unacknowledged publishes
+
+        def service() -> None:
+            nonlocal acked
             for c in clients:
-                c.loop(timeout=0.01)
-            pending_write = any(c.want_write() for c in clients)
+                c.loop(timeout=0.0)  # read PUBACKs, flush what the socket did not take
             while acked < len(infos) and infos[acked].is_published():
                 acked += 1
-            pending_ack = acked < len(infos)
-            if not pending_write and not pending_ack:
+
+        i = failed = 0
+        t_start = time.monotonic()
+        while i < n:
+            # paced: what the schedule says is due by now; burst: the next batch of 256
+            due = min(n, int((time.monotonic() - t_start) * trial.rate) + 1 if paced else i + 256)
+            if qos:
+                due = min(due, acked + window)
+            while i < due:
+                topic, payload = reports[i]
+                info = clients[(i % devices) % nconn].publish(topic, payload, qos)
+                if info.rc:  # not queued (connection lost): it does not count as sent
+                    failed += 1
+                elif qos:
+                    infos.append(info)
+                i += 1
+            service()
+            if paced and i < n:
+                time.sleep(0.002)
+        sent = i - failed
+        # flush: every packet written (QoS 0) / acknowledged (QoS 1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            service()
+            if not any(c.want_write() for c in clients) and acked >= len(infos):
                 break
+            time.sleep(0.001)
         t_end = time.monotonic()
         for c in clients:
             c.disconnect()
@@ -219,6 +222,11 @@ class Counter:
         self.t_last = 0.0
         self.last_seq_sum = 0
         self.pub_done_seen: float | None = None
+        self.cpu0 = 0.0
+
+    def mark_ready(self, ready: Any) -> None:
+        self.cpu0 = time.process_time()
+        ready.set()
 
     def on_message(self, topic: str, payload: bytes) -> None:
         now = time.monotonic()
@@ -246,7 +254,9 @@ class Counter:
         return now - max(self.t_last, self.pub_done_seen) > self.trial.idle
 
     def result(self) -> dict:
+        cpu = time.process_time() - self.cpu0
         return {
+            "cpu_s": cpu,
             "received": self.n,
             "bad": self.bad,
             "devices_seen": len(self.devices),
@@ -263,7 +273,7 @@ def subscriber_main(trial: Trial, ready: Any, pub_done: Any, conn: Any) -> None:
     try:
         if trial.client == "paho":
             res = run_paho(trial, ready, pub_done)
-        elif trial.client == "gmqtt":
+        elif trial.client in ("gmqtt", "gmqtt_async"):
             import asyncio
 
             res = asyncio.run(run_gmqtt(trial, ready, pub_done))
@@ -304,17 +314,21 @@ async def run_gmqtt(trial: Trial, ready: Any, pub_done: Any) -> dict:
         count(topic, payload)
         return 0  # PUBACK reason code (only used with optimistic_acknowledgement=False)
 
+    async def on_message_async(client: Any, topic: str, payload: bytes, qos: int, properties: dict) -> int:
+        count(topic, payload)
+        return 0
+
     def on_subscribe(client: Any, mid: int, granted_qos: Any, properties: Any) -> None:
         subscribed.set()
 
     client = gmqtt.Client(f"lcbench-sub-gmqtt-{secrets.token_hex(4)}", clean_session=True)
-    client.on_message = on_message
+    client.on_message = on_message_async if trial.client == "gmqtt_async" else on_message
     client.on_subscribe = on_subscribe
     client.set_config({"reconnect_retries": 0})
     await client.connect(trial.host, trial.port, keepalive=60, version=trial.protocol)
     client.subscribe(trial.topic_filter, qos=trial.qos)
     await asyncio.wait_for(subscribed.wait(), 10)
-    ready.set()
+    counter.mark_ready(ready)
     await wait_until_done(trial, counter, pub_done)
     await client.disconnect()
     return counter.result()
@@ -335,7 +349,7 @@ async def run_aiomqtt(trial: Trial, ready: Any, pub_done: Any) -> dict:
         protocol=proto,
     ) as client:
         await client.subscribe(trial.topic_filter, qos=trial.qos)
-        ready.set()
+        counter.mark_ready(ready)
 
         async def consume() -> None:
             async for message in client.messages:
@@ -386,7 +400,7 @@ def run_paho(trial: Trial, ready: Any, pub_done: Any) -> dict:
         client.subscribe(trial.topic_filter, qos=trial.qos)
         if not subscribed.wait(10):
             raise RuntimeError("no SUBACK")
-        ready.set()
+        counter.mark_ready(ready)
         started = time.monotonic()
         deadline = started + trial.timeout
         next_progress = started + 2.0
@@ -406,6 +420,36 @@ def run_paho(trial: Trial, ready: Any, pub_done: Any) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole host, from /proc/stat; (0, 0) where unavailable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def host_busy_now(window: float = 0.5) -> float | None:
+    busy0, total0 = cpu_jiffies()
+    time.sleep(window)
+    busy1, total1 = cpu_jiffies()
+    return (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
+
+
+def settle(max_wait: float, threshold: float, progress: bool) -> float | None:
+    """Wait (at most max_wait s) until the host is quiet; return the last busy share seen."""
+    busy = host_busy_now()
+    deadline = time.monotonic() + max_wait
+    while busy is not None and busy > threshold and time.monotonic() < deadline:
+        if progress:
+            log(f"host {busy:.0%} busy before the trial, waiting for it to settle")
+        time.sleep(2.0)
+        busy = host_busy_now()
+    return busy
+
+
 def recv(conn: Any, timeout: float, what: str) -> Any:
     if not conn.poll(timeout):
         raise TimeoutError(f"no answer from {what} within {timeout:.0f}s")
@@ -422,7 +466,7 @@ def stop(proc: Any) -> None:
         proc.join(5)
 
 
-def run_trial(trial: Trial) -> dict:
+def run_trial(trial: Trial, busy_before: float | None = None) -> dict:
     ctx = mp.get_context("spawn")
     ready, pub_done, go = ctx.Event(), ctx.Event(), ctx.Event()
     sub_parent, sub_child = ctx.Pipe(duplex=False)
@@ -431,6 +475,7 @@ def run_trial(trial: Trial) -> dict:
     pub = ctx.Process(target=publisher_main, args=(trial, go, pub_child), daemon=True)
     sub.start()
     pub.start()
+    pub_res = None
     try:
         deadline = time.monotonic() + 30
         while not ready.wait(0.1):
@@ -441,17 +486,23 @@ def run_trial(trial: Trial) -> dict:
         recv(pub_parent, 60, "publisher (connect)")
         if trial.progress:
             log(f"{trial.label}: subscribed, publishing {trial.messages:,} messages")
+        busy0, total0 = cpu_jiffies()
         go.set()
         pub_res = recv(pub_parent, trial.timeout + 40, "publisher")
         pub_done.set()
         sub_res = recv(sub_parent, trial.timeout + 40, "subscriber")
+        busy1, total1 = cpu_jiffies()
     finally:
+        if pub_res is None:  # aborted: do not let the publisher flood the broker for nothing
+            pub.terminate()
         go.set()
         pub_done.set()
         stop(pub)
         stop(sub)
     received = sub_res["received"]
     sent = pub_res["sent"]
+    if not sent:
+        raise RuntimeError("publisher could not send anything")
     span = sub_res["t_last"] - sub_res["t_first"]
     pub_span = pub_res["t_end"] - pub_res["t_start"]
     return {
@@ -462,8 +513,12 @@ def run_trial(trial: Trial) -> dict:
         "unit": "msg/s",
         "received": received,
         "sent": sent,
-        "loss": round(1.0 - received / sent, 5) if sent else None,
+        "loss": round(1.0 - received / sent, 5),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        # share of all host CPUs busy during the trial (publisher + broker + subscriber + anything
+        # else on the machine): near 1.0 means the numbers are bounded by the host, not the client
+        "host_busy": round((busy1 - busy0) / (total1 - total0), 2) if total1 > total0 else None,
+        "host_busy_before": round(busy_before, 2) if busy_before is not None else None,
         "qos": trial.qos,
         "parse": trial.parse,
         "protocol": "5" if trial.protocol == 5 else "3.1.1",
@@ -471,6 +526,13 @@ def run_trial(trial: Trial) -> dict:
         "publish_rate": round(sent / pub_span, 1) if pub_span > 0 else None,
         "client_version": metadata.version(DIST_NAMES[trial.client]),
         "bad_payloads": sub_res["bad"],
+        # how long after the publisher's last message the subscriber got its last one: a client that
+        # keeps up shows milliseconds; seconds mean it fell behind and only socket buffers (and,
+        # for aiomqtt, its unbounded in-process queue) saved it from loss in this trial
+        # (clamped at 0: the publisher notices its own flush a little after the broker forwarded it)
+        "lag_s": round(max(0.0, sub_res["t_last"] - pub_res["t_end"]), 3) if received else None,
+        # subscriber process CPU time per received message (all threads), from SUBACK to stop
+        "cpu_us_per_msg": round(sub_res["cpu_s"] / received * 1e6, 2) if received else None,
     }
 
 
@@ -483,9 +545,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=4, help="publisher connections (default 4)")
     p.add_argument("--qos", type=int, choices=(0, 1), default=0)
     p.add_argument("--mode", choices=(*MODES, "both"), default="both")
-    p.add_argument("--rate", type=float, default=30_000.0, help="paced mode target msg/s (default 30000)")
     p.add_argument(
-        "--clients", default=",".join(CLIENTS), help="comma list of gmqtt,paho,aiomqtt (default all)"
+        "--rate",
+        default="30000",
+        help="paced mode target msg/s; a comma list runs one paced trial per rate (default 30000)",
+    )
+    p.add_argument(
+        "--clients",
+        default=",".join(CLIENTS),
+        help="comma list of gmqtt,paho,aiomqtt (default) and gmqtt_async",
     )
     p.add_argument(
         "--parse",
@@ -497,13 +565,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="repeat the whole set N times")
     p.add_argument("--idle", type=float, default=1.5, help="stop after publisher done + N s without messages")
     p.add_argument("--timeout", type=float, default=60.0, help="hard limit per trial in seconds")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="before each trial wait up to N s for the host to be quiet (shared machines; default 0)",
+    )
+    p.add_argument(
+        "--settle-below", type=float, default=0.25, help="'quiet' = share of all CPUs busy (default 0.25)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
     args.client_list = [c.strip() for c in args.clients.split(",") if c.strip()]
-    unknown = set(args.client_list) - set(CLIENTS)
+    unknown = set(args.client_list) - set(CLIENTS) - set(EXTRA_CLIENTS)
     if unknown:
         p.error(f"unknown client(s): {', '.join(sorted(unknown))}")
-    if args.messages < 1 or args.devices < 1 or args.connections < 1 or args.rate <= 0:
+    try:
+        args.rates = [float(r) for r in args.rate.split(",") if r.strip()]
+    except ValueError:
+        p.error("--rate must be a number or a comma list of numbers")
+    if args.messages < 1 or args.devices < 1 or args.connections < 1 or not all(r > 0 for r in args.rates):
         p.error("--messages, --devices, --connections and --rate must be positive")
     return args
 
@@ -512,8 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     modes = MODES if args.mode == "both" else (args.mode,)
     failures = 0
+    plan = [(mode, rate) for mode in modes for rate in (args.rates if mode == "paced" else [0.0])]
     for rep in range(args.repeat):
-        for mode in modes:
+        for mode, rate in plan:
             for client in args.client_list:
                 trial = Trial(
                     client=client,
@@ -525,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
                     devices=args.devices,
                     connections=args.connections,
                     qos=args.qos,
-                    rate=args.rate,
+                    rate=rate,
                     parse=args.parse,
                     protocol=5 if args.protocol == "5" else 4,
                     idle=args.idle,
@@ -533,9 +615,11 @@ def main(argv: list[str] | None = None) -> int:
                     progress=not args.quiet,
                 )
                 if not args.quiet:
-                    log(f"run {rep + 1}/{args.repeat} {trial.label} qos={trial.qos} prefix={trial.prefix}")
+                    at = f" at {rate:,.0f}/s" if mode == "paced" else ""
+                    log(f"run {rep + 1}/{args.repeat} {trial.label}{at} qos={trial.qos} ({trial.prefix})")
+                busy = settle(args.settle, args.settle_below, not args.quiet)
                 try:
-                    res = run_trial(trial)
+                    res = run_trial(trial, busy)
                 except (RuntimeError, TimeoutError, OSError) as exc:
                     failures += 1
                     log(f"{trial.label}: FAILED: {exc}")
@@ -546,11 +630,11 @@ def main(argv: list[str] | None = None) -> int:
                     log(
                         f"{trial.label}: {res['value']:,.0f} msg/s, received {res['received']:,}"
                         f"/{res['sent']:,} (loss {res['loss']:.2%}),"
-                        f" publisher {res['publish_rate']:,.0f} msg/s"
+                        f" publisher {res['publish_rate']:,.0f} msg/s,"
+                        f" subscriber {res['cpu_us_per_msg']} CPU-us/msg"
                     )
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

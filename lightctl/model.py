@@ -199,6 +199,7 @@ class Alarm:
     assignee: str | None = None
     note: str | None = None
     held: bool = False  # raised during maintenance: recorded, not notified
+    detail: str = ""  # the evidence that raised it, e.g. "power 1.2 W < 25 % of expected 150.5 W"
 
 
 @dataclass(frozen=True, slots=True)

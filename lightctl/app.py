@@ -99,12 +99,14 @@ async def _demo(
 def run_serve(district: District, config_path: str) -> int:
     _quiet_libraries()
     settings = district.settings
-    return asyncio.run(_serve(district, settings.api.host, settings.api.port))
+    return asyncio.run(_serve(district, settings.api.host, settings.api.port, config_path))
 
 
-async def _serve(district: District, host: str, port: int) -> int:
-    runtime = Runtime(district, SystemClock(), host=host, port=port)
+async def _serve(district: District, host: str, port: int, config_path: str) -> int:
+    runtime = Runtime(district, SystemClock(), host=host, port=port, config_path=config_path)
     _on_signals(runtime.stopping)
+    with contextlib.suppress(NotImplementedError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: _reload_in_background(runtime))
     try:
         await runtime.start()
         print(f"lightctl serve: API and console on http://{host}:{port}/")
@@ -113,6 +115,24 @@ async def _serve(district: District, host: str, port: int) -> int:
     finally:
         await runtime.stop()
     return 0
+
+
+def _reload_in_background(runtime: Runtime) -> None:
+    """SIGHUP: the same as POST /api/v1/reload; the outcome goes to the log."""
+
+    async def reload() -> None:
+        log = logging.getLogger("lightctl")
+        try:
+            for note in await runtime.reload():
+                log.warning("reload: %s", note)
+        except Exception as exc:
+            log.error("reload refused, the running configuration stays: %s", exc)
+
+    _background.add(task := asyncio.ensure_future(reload()))
+    task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Future[None]] = set()
 
 
 def run_sim(district: District, faults: str, speed: float, duration: float | None) -> int:
@@ -132,19 +152,23 @@ async def _sim(district: District, faults: str, clock: ScaledClock, duration: fl
         print(f"--faults: {exc}", file=sys.stderr)
         return 2
     lamps = [d for d in district.devices.values() if d.kind == "lamp"]
-    fleet = SlcFleet(
-        lamps,
-        district.concentrators.values(),
-        district.profiles,
-        mqtt.host,
-        mqtt.port,
-        clock,
-        seed=1,
-        lamps_per_connection=50,
-        faults=lamp_faults,
-        username=mqtt.username,
-        password=mqtt.password,
-    )
+    try:
+        fleet = SlcFleet(
+            lamps,
+            district.concentrators.values(),
+            district.profiles,
+            mqtt.host,
+            mqtt.port,
+            clock,
+            seed=1,
+            lamps_per_connection=50,
+            faults=lamp_faults,
+            username=mqtt.username,
+            password=mqtt.password,
+        )
+    except ValueError as exc:
+        print(f"--faults: {exc}", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     _on_signals(stop)
     await sim.start()

@@ -8,20 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import uvicorn
 
 from lightctl.api.app import create_app
 from lightctl.api.auth import TokenBook
+from lightctl.api.events import EventHub
 from lightctl.clock import Clock
 from lightctl.config.loader import District
 from lightctl.control import Outcome, Reconciler
 from lightctl.drivers.modbus import ModbusDriver
 from lightctl.drivers.mqtt import MqttDriver
+from lightctl.faults import messages
+from lightctl.faults.engine import FaultEngine
+from lightctl.faults.kpi import KpiService, faulty_devices
+from lightctl.faults.lifecycle import AlarmManager
+from lightctl.faults.night import night_by_sun
+from lightctl.faults.notify import Notifier
 from lightctl.model import CommandResult, DesiredState
 from lightctl.northbound import Northbound
 from lightctl.operations import Operations
@@ -36,17 +46,24 @@ log = logging.getLogger(__name__)
 
 
 class ResolverFeed:
-    """Keeps the full desired state up to date from the resolver's incremental ticks."""
+    """Keeps the full desired state up to date from the resolver's incremental ticks, and tells the
+    fault engine what each device should be doing (its rules judge readings against that)."""
 
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolver, engine: FaultEngine | None = None) -> None:
         self.resolver = resolver
+        self.engine = engine
         self.desired: dict[str, DesiredState] = {}
         self.held: frozenset[str] = frozenset()
 
     def desired_at(self, now: float) -> dict[str, DesiredState]:
         result = self.resolver.tick(now)
         for dev_id in result.changed:
-            self.desired[dev_id] = self.resolver.state(dev_id)
+            state = self.resolver.state(dev_id)
+            self.desired[dev_id] = state
+            if self.engine is not None:
+                self.engine.set_desired(dev_id, state, now)
+        if self.engine is not None and result.maintenance != self.held:
+            self.engine.set_maintenance(result.maintenance)
         self.held = result.maintenance
         return self.desired
 
@@ -56,11 +73,17 @@ class ResolverFeed:
 
 @dataclass
 class _Port:
-    """The reconciler's view of a driver: apply a desired state, get a confirmed result."""
+    """The reconciler's view of a driver: apply a desired state, get a confirmed result.
+
+    The fault engine hears of every command first, so it does not judge the readings of a device that
+    is still switching against the state it was just told to take."""
 
     apply_fn: Callable[[str, DesiredState], Awaitable[CommandResult]]
+    engine: FaultEngine
+    clock: Clock
 
     async def apply(self, device_id: str, desired: DesiredState) -> CommandResult:
+        self.engine.commanded(device_id, self.clock.now())
         return await self.apply_fn(device_id, desired)
 
 
@@ -71,6 +94,7 @@ class Runtime:
     host: str
     port: int
     demo: bool = False
+    config_path: str = "config.yaml"
     extra_tasks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -117,6 +141,8 @@ class Runtime:
                 self.live,
                 self.clock,
                 config_dir=d.base_dir,
+                # one instance of several subscribes to its own devices' topics only (docs/scaling.md)
+                per_device_topics=settings.partition is not None,
             )
             self.services.drops["mqtt"] = self.mqtt.drops
         if modbus_devices:
@@ -125,13 +151,15 @@ class Runtime:
             )
             self.services.drops["modbus"] = self.modbus.drops
 
+        await self._start_faults(state)
+        engine = self.engine
         self.ops = Operations(state, self.resolver, self.clock, poke=self._poke, announce=self._announce)
         await self.ops.load()
         ports: dict[str, _Port] = {}
         if self.mqtt is not None:
-            ports["lamp"] = _Port(self.mqtt.send)
+            ports["lamp"] = _Port(self.mqtt.send, engine, self.clock)
         if self.modbus is not None:
-            ports["group"] = ports["facade"] = _Port(self.modbus.apply)
+            ports["group"] = ports["facade"] = _Port(self.modbus.apply, engine, self.clock)
         self.reconciler = Reconciler(
             devices=d.devices,
             live=self.live,
@@ -150,6 +178,8 @@ class Runtime:
             state_db=self.state,
             audit=self.state,
             telemetry_backlog=self._backlog,
+            telemetry=self.writer.backend,
+            reload=self.reload,
             calendar_coverage=self._coverage,
         )
         if self.mqtt is not None:
@@ -161,8 +191,90 @@ class Runtime:
         self._spawn(self._snapshots(self.state), "device-snapshots")
         if self.mqtt is not None:
             self._spawn(self.northbound.run(), "northbound")
+        self._spawn(engine.run(), "fault-engine")
+        self._spawn(self.notifier.run(), "notifier")
+        self._spawn(self.kpi.run(), "kpi")
+        self._spawn(self._watch_broker(), "broker-watch")
+        self._spawn(self._watch_calendar(), "calendar-watch")
         for make in self.extra_tasks:
             self._spawn(make(), "extra")
+
+    async def _start_faults(self, state: StateDB) -> None:
+        d = self.district
+        site = d.settings.site
+        tz = ZoneInfo(site.timezone)
+        hub = EventHub(self.live, tz, self.clock.now)
+        self.services.extras["events"] = hub
+        managers: list[AlarmManager] = []
+        ctx = messages.Context(
+            site.id, tz, messages.names_of(d), lambda a, now: managers[0].is_overdue(a, now)
+        )
+        alerts = d.settings.alerts
+        mqtt = self.mqtt
+        self.notifier = Notifier(
+            ctx,
+            stream=hub,
+            mqtt_publish=(lambda topic, payload: bool(mqtt.publish_alarm(payload)))
+            if mqtt and alerts.mqtt
+            else None,
+            webhooks=alerts.webhooks,
+            smtp=alerts.smtp,
+        )
+        self.alarms = AlarmManager(
+            state,
+            self.clock,
+            repair_hours={str(k): v for k, v in alerts.repair_hours.items()},
+            events=self.notifier,
+        )
+        managers.append(self.alarms)
+        self.engine = FaultEngine(d, self.alarms, self.clock, is_night=night_by_sun(self.resolver.sun))
+        await self.engine.start()
+        self.feed.engine = self.engine
+        self.live.reading_listeners.append(self.engine.readings)
+        self.live.availability_listeners.append(self.engine.availability)
+        self.kpi = KpiService(
+            self.engine.contexts,
+            self.live.status,
+            self.engine.desired_states,
+            faulty_devices(self.alarms.faulty_devices),
+            self.clock,
+            tz,
+        )
+        self.services.extras.update(alarms=self.alarms, kpi=self.kpi)
+
+    async def _watch_broker(self) -> None:
+        """A lost broker connection is one comm episode, not a silence alarm per lamp."""
+        if self.mqtt is None:
+            return
+        up: bool | None = None
+        while True:
+            now_up = self.mqtt.connected
+            if now_up != up:
+                if now_up:
+                    self.engine.broker_up(self.clock.now())
+                elif up is not None:
+                    self.engine.broker_down(self.clock.now())
+                up = now_up
+            await asyncio.sleep(0.5)
+
+    async def _watch_calendar(self) -> None:
+        """calendar_data_missing from 30 days before a year without holiday data (checked hourly)."""
+        site = self.district.settings.site
+        tz = ZoneInfo(site.timezone)
+        while True:
+            now = self.clock.now()
+            today = dt.datetime.fromtimestamp(now, tz).date()
+            if self.resolver.calendar.calendar_data_missing(today):
+                year = self.resolver.calendar.missing_year(today)
+                self.alarms.raise_alarm(
+                    "calendar_data_missing",
+                    site.id,
+                    now,
+                    f"no holiday data for {year}: add schedules/holidays/{year}.yaml or update chinesecalendar",
+                )
+            else:
+                self.alarms.clear_alarm("calendar_data_missing", site.id, now)
+            await self.clock.sleep(3600)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -204,6 +316,30 @@ class Runtime:
                     await state.save_device_states(batch)
                     saved.update((s.device, s.reading.ts) for s in batch if s.reading is not None)
 
+    async def reload(self) -> list[str]:
+        """Re-read the configuration. Schedules, calendars and tokens take effect at once; an inventory
+        change (devices, addresses) needs a restart, which the notes say. Invalid files change nothing."""
+        from lightctl.api.routes_admin import ReloadRefused
+        from lightctl.config.loader import ConfigError, load
+
+        try:
+            fresh = await asyncio.to_thread(load, self.config_path)
+        except ConfigError as exc:
+            raise ReloadRefused(exc.errors) from None
+        notes: list[str] = []
+        if fresh.devices.keys() != self.district.devices.keys() or fresh.devices != self.district.devices:
+            notes.append("the inventory changed: restart lightctl to talk to the new devices")
+        resolver = Resolver.for_district(dataclasses.replace(fresh, devices=self.district.devices))
+        self.resolver = resolver
+        self.feed.resolver = resolver
+        if self.ops is not None:
+            self.ops.set_resolver(resolver)
+        self.services.extras["resolver"] = resolver
+        self.services.tokens = TokenBook(fresh.settings.tokens, demo=self.demo)
+        notes.append(f"schedules reloaded: {len(fresh.programs)} programs, {len(fresh.plans)} plans")
+        self._poke()
+        return notes
+
     # --- hooks -----------------------------------------------------------------------------------
 
     def _poke(self) -> None:
@@ -216,9 +352,15 @@ class Runtime:
             hub.publish(kind, payload)
 
     def _command_outcome(self, outcome: Outcome) -> None:
+        r = outcome.result
+        now = self.clock.now()
+        if r.ok:
+            self.alarms.clear_alarm("command_failed", outcome.device, now)
+        elif outcome.final:
+            why = f"{r.detail} (after {outcome.attempt} attempts)"
+            self.alarms.raise_alarm("command_failed", outcome.device, now, why)
         if self.state is None:
             return
-        r = outcome.result
         entry = CommandLogEntry(
             id=r.command_id,
             device=outcome.device,
@@ -239,9 +381,6 @@ class Runtime:
         return {k: float(v) for k, v in vars(status).items() if isinstance(v, int | float)}
 
     def _coverage(self) -> dict[str, object]:
-        import datetime as dt
-        from zoneinfo import ZoneInfo
-
         today = dt.datetime.fromtimestamp(
             self.clock.now(), ZoneInfo(self.district.settings.site.timezone)
         ).date()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, HTTPException
 from starlette.middleware import Middleware
 
 from lightctl import __version__
@@ -12,14 +12,19 @@ from lightctl.api import (
     events,
     limits,
     metrics,
+    routes_admin,
+    routes_alarms,
     routes_control,
     routes_devices,
     routes_session,
+    routes_telemetry,
 )
 from lightctl.api.auth import FailureThrottle
+from lightctl.api.deps import require, services
 from lightctl.api.routes_devices import site_tz
 from lightctl.api.session import SessionStore
 from lightctl.services import Services
+from lightctl.store.telemetry import TelemetryBackend
 
 
 def create_app(svc: Services) -> FastAPI:
@@ -60,11 +65,25 @@ def create_app(svc: Services) -> FastAPI:
         routes_devices.router,
         routes_session.router,
         routes_control.router,
+        routes_alarms.router,
+        routes_admin.router,
         audit.router,
         events.router,
     ):
         app.include_router(router, prefix="/api/v1")
+    app.include_router(
+        routes_telemetry.telemetry_router(_telemetry_of, lambda: svc.district, require("viewer")),
+        prefix="/api/v1",
+    )
     app.include_router(metrics.router)
     app.include_router(console.router)
     app.mount("/ui", console.console_files(), name="console")
     return app
+
+
+def _telemetry_of(svc: Services = Depends(services)) -> TelemetryBackend:
+    backend = svc.extras.get("telemetry")
+    if backend is None:
+        raise HTTPException(status_code=503, detail="telemetry storage is not running")
+    result: TelemetryBackend = backend
+    return result

@@ -9,7 +9,6 @@ hangs costs only its own cycle. A facade controller is a gateway of one unit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -330,11 +329,10 @@ class GatewayWorker:
         try:
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (sleeper, waker):
-                task.cancel()
-            for task in (sleeper, waker):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Not awaited: awaiting them here could swallow a cancellation of this worker (stop()),
+            # which then never ends. Cancelled helpers finish on their own.
+            sleeper.cancel()
+            waker.cancel()
 
     # --- availability ------------------------------------------------------------------------------
 

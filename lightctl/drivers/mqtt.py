@@ -1,0 +1,358 @@
+"""The one MQTT driver: any device whose profile says `transport: mqtt` (SLC-M1 lamps and their
+concentrators), driven by the profile's topics and fields, never by model-specific code.
+
+Inbound: every message is routed by a dict lookup from its topic to the lamp or concentrator it
+belongs to, parsed with orjson, validated by the profile (drivers/mqtt_codec.py) and handed to the
+sink in batches (every `flush_s` seconds or `flush_max` readings, whichever comes first), all in
+the MQTT connection's callback: no task per message. Bad input is dropped and counted by reason in
+`drops` (with the last example of each reason in `drop_examples`), never raised.
+
+Commands: `send` publishes `{"id", "on", "level"}` at QoS 1 with a unique id and waits up to
+mqtt.ack_timeout_s for the acknowledgement with that id, or for a report showing the commanded
+state, whichever comes first (a lamp behind a concentrator often reports its new state in a batch
+before its ack arrives). The timeout is in real seconds even on a fast ScaledClock: a round trip
+through a broker does not get faster with the simulated clock (amqtt in the demo takes seconds).
+
+Availability (sink.availability, by inventory id): `online` / `offline` on a lamp's or
+concentrator's retained state topic (offline is its last will); a lamp behind a concentrator goes
+offline with its concentrator; any device goes offline when silent for `silence_intervals` report
+intervals (a concentrator: batch intervals; a lamp behind one: max(report, batch) intervals), and
+online again with its next report. Silence is only judged while the driver itself is connected.
+
+Northbound: `lightctl/<site>/<id>/state` (retained, QoS 0), `.../availability` (retained, QoS 1),
+`lightctl/<site>/alarms` (QoS 1) and the service's own `lightctl/<site>/bridge/state` (retained;
+`{"state":"online"}` on every connect, `{"state":"offline"}` as the last will and on a clean stop).
+Retained topics are remembered and published again after every reconnect, because a restarted
+broker without persistence has forgotten them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from lightctl.clock import Clock
+from lightctl.config.settings import Mqtt
+from lightctl.drivers.mqtt_client import MqttConnection, Will
+from lightctl.drivers.mqtt_codec import UNKNOWN_DEVICE, Invalid, parse_json
+from lightctl.drivers.mqtt_commands import PendingCommands
+from lightctl.drivers.mqtt_routes import ACK, BATCH, TELEMETRY, Track, build_routes
+from lightctl.drivers.sink import Drops, ReadingSink
+from lightctl.model import CommandResult, Concentrator, DesiredState, Device, Reading
+from lightctl.profiles import Profile
+
+log = logging.getLogger("lightctl.drivers.mqtt")
+
+_NORTHBOUND_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ONLINE = orjson.dumps({"state": "online"})
+_OFFLINE = orjson.dumps({"state": "offline"})
+
+
+@dataclass(frozen=True, slots=True)
+class MqttDriverStats:
+    connected: bool
+    protocol: str
+    connects: int
+    disconnects: int
+    last_error: str | None
+    messages: int
+    readings: int
+    dropped: dict[str, int]
+    commands: int
+    confirmed: int
+    refused: int
+    timed_out: int
+    outbox: int
+
+
+class MqttDriver:
+    """Profile-driven MQTT driver for lamps (and their concentrators) of one lightctl instance."""
+
+    def __init__(
+        self,
+        settings: Mqtt,
+        site_id: str,
+        devices: Iterable[Device],
+        concentrators: Iterable[Concentrator],
+        profiles: Mapping[str, Profile],
+        sink: ReadingSink,
+        clock: Clock,
+        *,
+        per_device_topics: bool = False,
+        silence_intervals: float = 3.0,
+        flush_s: float = 0.005,
+        flush_max: int = 2000,
+        config_dir: Path | None = None,
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.site_id = site_id
+        self.drops = Drops()
+        self.drop_examples: dict[str, str] = {}
+        self._sink = sink
+        self._clock = clock
+        self._flush_s = flush_s
+        self._flush_max = flush_max
+        self._on_connected = on_connected
+        self._bridge_topic = f"lightctl/{site_id}/bridge/state"
+        routes = build_routes(devices, concentrators, profiles, silence_intervals)
+        self._routes = routes.topics
+        self._lamps = routes.lamps
+        self._concentrators = routes.concentrators
+        self._subscriptions = routes.filters(per_device_topics, settings.telemetry_qos)
+        self._conn = MqttConnection(
+            settings,
+            on_message=self.ingest,
+            on_ready=self._ready,
+            will=Will(self._bridge_topic, _OFFLINE),
+            base_dir=config_dir,
+        )
+        self._conn.set_subscriptions(self._subscriptions)
+        self._pending = PendingCommands(clock.now)
+        self._ids = itertools.count(1)
+        self._id_prefix = f"lc{secrets.token_hex(3)}"
+        self._retained: dict[str, tuple[bytes, int]] = {}
+        self._out: list[Reading] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._connected_since = float("-inf")
+        self._watch: asyncio.Task[None] | None = None
+        self.messages = self.readings = 0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._conn.connected
+
+    async def start(self) -> None:
+        """Start connecting in the background (see `wait_connected`); never fails on a down broker."""
+        await self._conn.start()
+        if self._watch is None:
+            self._watch = asyncio.create_task(self._watch_silence(), name="mqtt-silence")
+
+    async def wait_connected(self, within_s: float) -> bool:
+        """True once connected and subscribed, within `within_s` real seconds."""
+        return await self._conn.wait_ready(within_s)
+
+    async def stop(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
+            try:
+                await watch
+            except asyncio.CancelledError:
+                pass
+        self._flush()
+        self._pending.cancel_all("driver stopped")
+        await self._conn.stop(final=[(self._bridge_topic, _OFFLINE, 1, True)])
+
+    async def _ready(self) -> None:
+        self._connected_since = self._clock.now()
+        self._conn.publish(self._bridge_topic, _ONLINE, qos=1, retain=True)
+        for topic, (payload, qos) in self._retained.items():
+            self._conn.publish(topic, payload, qos=qos, retain=True)
+        if self._on_connected is not None:
+            try:
+                self._on_connected()
+            except Exception:  # the caller's bug must not cost the connection
+                log.exception("mqtt: on_connected")
+
+    def stats(self) -> MqttDriverStats:
+        conn, p = self._conn, self._pending
+        return MqttDriverStats(
+            conn.connected, conn.protocol, conn.connects, conn.disconnects, conn.last_error,
+            self.messages, self.readings, dict(self.drops.by_reason), p.commands, p.confirmed, p.refused,
+            p.timed_out, conn.outbox_size,
+        )  # fmt: skip
+
+    # --- inbound --------------------------------------------------------------------------------
+
+    def ingest(self, topic: str, payload: bytes) -> None:
+        """Handle one message as received from the broker (also used by tests and replays)."""
+        self.messages += 1
+        route = self._routes.get(topic)
+        if route is None:
+            self._drop(UNKNOWN_DEVICE, topic, "topic of no device of this instance")
+            return
+        kind, track = route
+        try:
+            if kind == TELEMETRY:
+                now = self._clock.now()
+                self._accept(
+                    track, track.codec.reading(track.id, parse_json(payload, track.codec.max_bytes), now), now
+                )
+            elif kind == BATCH:
+                self._batch(track, topic, payload)
+            elif kind == ACK:
+                self._ack(track, payload)
+            elif payload:  # an empty retained message only clears the topic
+                self._state(track, track.codec.state(payload))
+        except Invalid as exc:
+            self._drop(exc.reason, topic, exc.detail)
+        except Exception:
+            log.exception("mqtt: message on %s", topic)
+            self._drop("internal_error", topic)
+
+    def _drop(self, reason: str, topic: str, detail: str = "") -> None:
+        self.drops.count(reason)
+        self.drop_examples[reason] = f"{topic}: {detail}"[:200]
+
+    def _accept(self, track: Track, reading: Reading, now: float) -> None:
+        track.last_seen = now
+        if track.online is not True:
+            self._set_online(track, True, now, "reporting")
+        if self._pending.by_device and track.id in self._pending.by_device:
+            self._pending.reported(track, reading)
+        self.readings += 1
+        out = self._out
+        out.append(reading)
+        if len(out) >= self._flush_max:
+            self._flush()
+        elif self._flush_handle is None:
+            try:
+                self._flush_handle = asyncio.get_running_loop().call_later(self._flush_s, self._flush)
+            except RuntimeError:  # no loop (a synchronous caller): deliver at once
+                self._flush()
+
+    def _batch(self, conc: Track, topic: str, payload: bytes) -> None:
+        codec = conc.codec
+        _, entries = codec.batch(parse_json(payload, codec.max_bytes))
+        now = self._clock.now()
+        conc.last_seen = now
+        if conc.online is not True:
+            self._set_online(conc, True, now, "batch received")
+        lamps = conc.wire_lamps
+        for entry in entries:
+            try:
+                wire_id = codec.batch_device(entry)
+                lamp = lamps.get(wire_id)
+                if lamp is None:
+                    raise Invalid(UNKNOWN_DEVICE, f"lamp {wire_id!r:.40} not behind this concentrator")
+                self._accept(lamp, codec.reading(lamp.id, entry, now), now)
+            except Invalid as exc:
+                self._drop(exc.reason, topic, exc.detail)
+
+    def _ack(self, track: Track, payload: bytes) -> None:
+        self._pending.acknowledged(track, track.codec.ack(parse_json(payload, track.codec.max_bytes)))
+
+    def _state(self, track: Track, online: bool) -> None:
+        now = self._clock.now()
+        if online:
+            track.last_seen = now  # it reports within one interval of coming online
+            self._set_online(track, True, now, "state online")
+            return
+        self._set_online(track, False, now, "state offline (last will)")
+        for lamp in track.lamps:
+            self._set_online(lamp, False, now, f"concentrator {track.id} offline")
+
+    def _set_online(self, track: Track, online: bool, now: float, reason: str) -> None:
+        if track.online is online:
+            return
+        track.online = online
+        try:
+            self._sink.availability(track.id, online, now, reason)
+        except Exception:
+            log.exception("mqtt: sink.availability(%s)", track.id)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        batch, self._out = self._out, []
+        if batch:
+            try:
+                self._sink.readings(batch)
+            except Exception:
+                log.exception("mqtt: sink.readings (%d readings lost)", len(batch))
+
+    async def _watch_silence(self) -> None:
+        tracks = [*self._concentrators.values(), *self._lamps.values()]
+        if not tracks:
+            return
+        step = max(0.5, min(t.silence_s for t in tracks) / 6)
+        while True:
+            await self._clock.sleep(step)
+            if not self._conn.connected:
+                continue
+            self._check_silence(tracks, self._clock.now())
+
+    def _check_silence(self, tracks: list[Track], now: float) -> None:
+        since = self._connected_since  # silence while we were disconnected is not theirs
+        for track in tracks:
+            if track.online is False or now - max(track.last_seen, since) <= track.silence_s:
+                continue
+            why = "no report" if track.last_seen > since else "no report since connecting"
+            self._set_online(track, False, now, f"{why} for {track.silence_s:.0f} s")
+            for lamp in track.lamps:  # a silent concentrator forwards nothing from its lamps
+                self._set_online(lamp, False, now, f"concentrator {track.id} silent")
+
+    # --- commands -------------------------------------------------------------------------------
+
+    async def send(self, device_id: str, desired: DesiredState) -> CommandResult:
+        """Switch / dim one lamp; ok once its ack or a report confirms, else ok=False with why."""
+        track = self._lamps.get(device_id)
+        if track is None:
+            return CommandResult(device_id, "", False, "not an MQTT lamp of this instance")
+        if desired.on is None:
+            return CommandResult(device_id, "", False, "the desired state has no on / off")
+        level = desired.level if desired.on else None
+        if level is not None and not 0 <= level <= 100:
+            return CommandResult(device_id, "", False, f"level {level} outside 0-100")
+        command_id = f"{self._id_prefix}-{next(self._ids)}"
+        payload = track.codec.command(command_id, desired.on, level)
+        return await self._transact(track, command_id, payload, desired.on, 100 if level is None else level)
+
+    async def request_report(self, device_id: str) -> CommandResult:
+        """Ask a lamp for an immediate report (`get`); ok once it acknowledges or reports."""
+        track = self._lamps.get(device_id)
+        if track is None:
+            return CommandResult(device_id, "", False, "not an MQTT lamp of this instance")
+        command_id = f"{self._id_prefix}-{next(self._ids)}"
+        return await self._transact(track, command_id, track.codec.get_command(command_id), None, None)
+
+    async def _transact(
+        self, track: Track, cid: str, payload: bytes, on: bool | None, level: int | None
+    ) -> CommandResult:
+        if not self._conn.connected:
+            return CommandResult(track.id, cid, False, "MQTT broker not connected")
+        wait_s = self.settings.ack_timeout_s
+        pending = self._pending.open(track, cid, on, level)
+        try:
+            self._conn.publish(track.command_topic, payload, qos=1, ttl_s=wait_s)
+            return await asyncio.wait_for(pending.future, wait_s)
+        except TimeoutError:
+            detail = f"no acknowledgement or confirming report within {self.settings.ack_timeout_s:g} s"
+            return self._pending.timed_out_result(pending, detail)
+        finally:
+            self._pending.close(pending)
+
+    # --- northbound -----------------------------------------------------------------------------
+
+    def _northbound(self, device_id: str, leaf: str) -> str:
+        if not _NORTHBOUND_ID.match(device_id):
+            raise ValueError(f"device id {device_id!r} cannot be part of an MQTT topic")
+        return f"lightctl/{self.site_id}/{device_id}/{leaf}"
+
+    def publish_state(self, device_id: str, payload: bytes) -> bool:
+        """Retained JSON state of a device; remembered and re-published after a reconnect."""
+        topic = self._northbound(device_id, "state")
+        self._retained[topic] = (payload, 0)
+        return self._conn.publish(topic, payload, qos=0, retain=True)
+
+    def publish_availability(self, device_id: str, online: bool) -> bool:
+        topic = self._northbound(device_id, "availability")
+        payload = _ONLINE if online else _OFFLINE
+        self._retained[topic] = (payload, 1)
+        return self._conn.publish(topic, payload, qos=1, retain=True)
+
+    def publish_alarm(self, payload: bytes) -> bool:
+        """An alarm event on lightctl/<site>/alarms (QoS 1; queued while disconnected)."""
+        return self._conn.publish(f"lightctl/{self.site_id}/alarms", payload, qos=1)

@@ -6,6 +6,7 @@ and announce it on the event stream. Nothing here talks to a device.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -54,12 +55,27 @@ class Operations:
 
     async def load(self) -> None:
         """Read what is still in force from the state database (after a restart)."""
+        await self.load_quietly()
+        self._publish()
+
+    async def watch(self, every_s: float = 2.0) -> None:
+        """Pick up what other instances (or this one's earlier self) wrote to a shared state database."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                before = (self.overrides, self.maintenance)
+                await self.load_quietly()
+                if (self.overrides, self.maintenance) != before:
+                    self._publish()
+            except Exception:
+                log.exception("reading overrides from the state database failed; will try again")
+
+    async def load_quietly(self) -> None:
         now = self.clock.now()
         overrides, _ = await self.state.list_overrides(limit=100_000)
         self.overrides = [o for o in overrides if _end(o.until, o.ended_at) > now - KEEP_ENDED_S]
         windows, _ = await self.state.list_maintenance(limit=100_000)
         self.maintenance = [m for m in windows if _end(m.until, m.ended_at) > now - KEEP_ENDED_S]
-        self._publish()
 
     def set_resolver(self, resolver: Resolver) -> None:
         """After a configuration reload: the new resolver takes over the overrides in force."""

@@ -23,6 +23,7 @@ from lightctl.api.auth import TokenBook
 from lightctl.api.events import EventHub
 from lightctl.clock import Clock
 from lightctl.config.loader import District
+from lightctl.config.partition import partition_district
 from lightctl.control import Outcome, Reconciler
 from lightctl.drivers.modbus import ModbusDriver
 from lightctl.drivers.mqtt import MqttDriver
@@ -98,6 +99,7 @@ class Runtime:
     extra_tasks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.district = partition_district(self.district)
         self.live = LiveState(self.district)
         self.services = Services(
             district=self.district,
@@ -189,6 +191,7 @@ class Runtime:
             await self.modbus.start()
         self._spawn(self.reconciler.run(), "reconciler")
         self._spawn(self._snapshots(self.state), "device-snapshots")
+        self._spawn(self.ops.watch(), "overrides-watch")
         if self.mqtt is not None:
             self._spawn(self.northbound.run(), "northbound")
         self._spawn(engine.run(), "fault-engine")

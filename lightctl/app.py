@@ -23,6 +23,18 @@ def _on_signals(stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
+
+
+def _dump_tasks() -> None:
+    """`kill -USR1 <pid>`: what every task is waiting on, to stderr (for a process that seems stuck)."""
+    tasks = sorted(asyncio.all_tasks(), key=lambda t: t.get_name())
+    print(f"--- {len(tasks)} tasks ---", file=sys.stderr)
+    for task in tasks:
+        print(f"task {task.get_name()} cancelling={task.cancelling()}", file=sys.stderr)
+        task.print_stack(limit=6, file=sys.stderr)
+    sys.stderr.flush()
 
 
 def _quiet_libraries() -> None:

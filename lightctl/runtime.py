@@ -42,6 +42,7 @@ from lightctl.state import LiveState, apply_reading
 from lightctl.store.factory import open_state, open_telemetry
 from lightctl.store.pipeline import TelemetryWriter
 from lightctl.store.state import CommandLogEntry, DeviceSnapshot, StateDB
+from lightctl.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -423,11 +424,7 @@ class Runtime:
             w.cancel()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         if self.mqtt is not None:
             await self.mqtt.stop()
         if self.modbus is not None:

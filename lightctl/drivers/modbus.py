@@ -30,6 +30,7 @@ from lightctl.drivers.modbus_units import UnitPlan, Write, WriteRefused, write_r
 from lightctl.drivers.sink import Drops, ReadingSink
 from lightctl.model import CommandResult, DesiredState, Device, Gateway
 from lightctl.profiles import Profile
+from lightctl.tasks import cancel_and_wait
 
 __all__ = ["GatewayStatus", "ModbusDriver", "WriteRefused"]
 
@@ -96,9 +97,9 @@ class ModbusDriver:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for worker in self._workers.values():
+            worker.stopping = True
+        await cancel_and_wait(tasks)
 
     def owns(self, device_id: str) -> bool:
         return device_id in self._units

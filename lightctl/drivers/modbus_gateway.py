@@ -59,6 +59,7 @@ class GatewayWorker:
         self._queue: deque[Job] = deque()
         self._in_flight: list[Job] = []
         self._wake = asyncio.Event()
+        self.stopping = False  # set by the driver's stop(); ends the loop even if a cancellation is lost
         self.online: bool | None = None
         self.cycles = 0
         self.failed_polls = 0
@@ -100,7 +101,7 @@ class GatewayWorker:
         interval = self._settings.poll_interval_s
         next_cycle = self._clock.now()
         try:
-            while True:
+            while not self.stopping:
                 try:
                     await self._cycle()
                     next_cycle = max(next_cycle + interval, self._clock.now())  # late: now, no catching up
@@ -123,6 +124,8 @@ class GatewayWorker:
         self._cycle_starts.append(start)
         given_up: str | None = None
         for unit in self.units:
+            if self.stopping:
+                return
             await self._drain_commands()
             if given_up is not None:
                 self._unit_failed(unit, given_up)

@@ -102,7 +102,10 @@ async def start_embedded_broker(host: str = "127.0.0.1", port: int = 0) -> Embed
     """Start an anonymous MQTT 3.1.1 broker on loopback; port 0 picks a free port."""
     _require_loopback(host)
     for name in _NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logger = logging.getLogger(name)
+        # amqtt reports every client that leaves mid-publish (the demo's simulators at shutdown) as an
+        # error; only raise the level, never lower one the application chose.
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
     if port:
         return await _start(host, port)
     for _ in range(_PORT_ATTEMPTS - 1):

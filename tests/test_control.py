@@ -114,16 +114,32 @@ async def rig(mqtt_broker: BrokerAddress) -> AsyncIterator[Rig]:
     clock = ScaledClock(speed=SPEED)
     ids = [*district.gateways, "longcheng"]
     sim = ModbusSim(
-        district.gateways.values(), district.devices, clock, seed=5, profiles=district.profiles, ports=dict.fromkeys(ids, 0)
+        district.gateways.values(),
+        district.devices,
+        clock,
+        seed=5,
+        profiles=district.profiles,
+        ports=dict.fromkeys(ids, 0),
     )
     await sim.start()
     district = remap_modbus(district, {i: sim.port_of(i) for i in ids})
     lamps = [d for d in district.devices.values() if d.kind == "lamp"]
     version = "5" if mqtt_broker.kind == "mosquitto" else "3.1.1"
-    fleet = SlcFleet(lamps, [], district.profiles, mqtt_broker.host, mqtt_broker.port, clock, seed=5, lamps_per_connection=10)
+    fleet = SlcFleet(
+        lamps,
+        [],
+        district.profiles,
+        mqtt_broker.host,
+        mqtt_broker.port,
+        clock,
+        seed=5,
+        lamps_per_connection=10,
+    )
     await fleet.start()
     live = LiveState(district)
-    settings = Mqtt(host=mqtt_broker.host, port=mqtt_broker.port, version=version, client_id=f"lightctl-{tag}")
+    settings = Mqtt(
+        host=mqtt_broker.host, port=mqtt_broker.port, version=version, client_id=f"lightctl-{tag}"
+    )
     mqtt = MqttDriver(settings, "test", lamps, [], district.profiles, live, clock)
     modbus = ModbusDriver(
         Modbus(poll_interval_s=5.0, timeout_s=1.0), district.gateways.values(),
@@ -174,7 +190,8 @@ async def test_every_device_converges_and_stays(rig: Rig) -> None:
         # the simulators' own truth agrees with what the devices report
         lamp = next(d for d in rig.district.devices.values() if d.kind == "lamp")
         truth = rig.fleet.truth(lamp.id)
-        assert truth.relay_closed and truth.level == 70
+        assert truth.relay_closed
+        assert truth.level == 70
         group_truth = rig.sim.truth("zhg-01-u05")
         assert (group_truth.coil_k1, group_truth.coil_k2) == (True, False)
         assert rig.current is not None
@@ -193,7 +210,9 @@ async def test_gateway_outage_then_convergence(rig: Rig) -> None:
         await wait_for(rig.converged, 30, "first convergence")
         await rig.sim.stop_gateway("zhg-02")
         units = list(rig.district.gateways["zhg-02"].units)
-        await wait_for(lambda: all(rig.live.status[u].online is False for u in units), 30, "zhg-02 units offline")
+        await wait_for(
+            lambda: all(rig.live.status[u].online is False for u in units), 30, "zhg-02 units offline"
+        )
         for u in units:  # the schedule moves on while the gateway is away: K2 on as well
             rig.want[u] = DesiredState(k1=True, k2=True, level=100)
         await asyncio.sleep(1.0)
@@ -235,6 +254,7 @@ async def test_silent_lamp_is_retried_then_command_failed(rig: Rig) -> None:
     attempts = [o for o in rig.outcomes if o.device == lamp]
     assert [o.attempt for o in attempts] == [1, 2, 3, 4]
     assert all(not o.result.ok for o in attempts)
-    assert attempts[-1].final and not any(o.final for o in attempts[:-1])
+    assert attempts[-1].final
+    assert not any(o.final for o in attempts[:-1])
     # the retries were spaced 2, 4 and 8 clock seconds apart (plus the ack wait each time)
     assert "acknowledgement" in attempts[-1].result.detail

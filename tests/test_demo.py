@@ -30,7 +30,7 @@ class Demo:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = ["--port", str(self.port), "--speed", "60", "--start", start, "--duration", str(duration)]
-        self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "lightctl.cli", "demo", *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -44,7 +44,9 @@ class Demo:
         items: list[dict[str, Any]] = []
         offset = 0
         while True:
-            page = self.client.get("/api/v1/devices", params={**params, "limit": 1000, "offset": offset}).json()
+            page = self.client.get(
+                "/api/v1/devices", params={**params, "limit": 1000, "offset": offset}
+            ).json()
             items.extend(page["items"])
             offset += len(page["items"])
             if offset >= page["total"] or not page["items"]:

@@ -1,9 +1,10 @@
 // The console's entry point: login, the header, and a hash router over the pages.
 
 import { api, ApiError, whenUnauthorized } from "./api.js";
-import { clear, errorBox, setSiteZone, siteParts } from "./dom.js";
+import { syncClock } from "./clock.js";
+import { clear, debounce, errorBox, setSiteZone, siteParts } from "./dom.js";
 import { applyStatic, getLang, setLang, t } from "./i18n.js";
-import { connectEvents, disconnectEvents, loadDevices, loadInventory, onLiveStatus, store } from "./store.js";
+import { connectEvents, disconnectEvents, loadDevices, loadInventory, on, onLiveStatus, store } from "./store.js";
 import * as overview from "./pages/overview.js";
 import * as map from "./pages/map.js";
 import * as devices from "./pages/devices.js";
@@ -31,8 +32,11 @@ async function boot() {
     $("live-label").textContent = t(`live.${state}`);
   });
   whenUnauthorized(() => showLogin());
+  const recount = debounce(countOpenAlarms);
+  on("alarm", recount);
+  on("connected", recount);
   tick();
-  setInterval(tick, 15000);
+  setInterval(tick, 1000); // the demo's clock may run 60 times faster than this one
   try {
     store.me = await api("/session");
   } catch {
@@ -44,7 +48,8 @@ async function boot() {
 
 function tick() {
   const now = siteParts();
-  $("clock").textContent = `${now.date} ${String(now.hour).padStart(2, "0")}:${String(now.minute).padStart(2, "0")}`;
+  const text = `${now.date} ${String(now.hour).padStart(2, "0")}:${String(now.minute).padStart(2, "0")}`;
+  if ($("clock").textContent !== text) $("clock").textContent = text;
 }
 
 async function login(event) {
@@ -90,11 +95,11 @@ function showLogin() {
 
 async function start() {
   $("login-view").hidden = true;
-  $("nav").hidden = false;
   $("logout").hidden = false;
   renderWho();
   document.body.dataset.view = "app";
   try {
+    // Every page names roads and zones: nothing is shown before the inventory is here.
     const inventory = await loadInventory();
     setSiteZone(inventory.site.timezone);
     $("site-name").textContent = inventory.site.name || inventory.site.id;
@@ -104,13 +109,31 @@ async function start() {
     clear($("page")).append(errorBox(err));
     return;
   }
-  connectEvents(() => showLogin());
-  const loading = loadDevices().catch((err) => console.error(err));
+  $("nav").hidden = false;
+  connectEvents(() => showLogin()); // which loads the devices once the stream is open
   route();
-  await loading;
+  await Promise.all([syncClock().then(tick), countOpenAlarms()]);
+  // Without the stream (a proxy that refuses it), the list is still loaded.
+  setTimeout(() => { if (store.me && !store.devicesLoaded) loadDevices().catch((err) => console.error(err)); }, 3000);
   // A safety net under the event stream: alarm counts and maintenance flags change without a state event.
   clearInterval(start.timer);
-  start.timer = setInterval(() => { if (store.me) loadDevices().catch(() => {}); }, 60000);
+  start.timer = setInterval(() => {
+    if (!store.me) return;
+    loadDevices().catch(() => {});
+    syncClock().catch(() => {});
+  }, 60000);
+}
+
+// The number on the Alarms tab: open (not yet acknowledged) alarms.
+async function countOpenAlarms() {
+  const count = $("nav-alarm-count");
+  try {
+    const page = await api("/alarms", { query: { state: "open", limit: 1 } });
+    count.textContent = String(page.total);
+    count.hidden = page.total === 0;
+  } catch {
+    count.hidden = true; // no fault detection here, or logged out
+  }
 }
 
 function renderWho() {
@@ -122,7 +145,7 @@ function renderWho() {
 }
 
 function route() {
-  if (!store.me) return;
+  if (!store.me || !store.inventory) return;
   const name = (window.location.hash.replace(/^#\/?/, "").split("?")[0] || "overview");
   show(PAGES[name] ? name : "overview");
 }

@@ -1,5 +1,6 @@
 // A tiny element builder and the formatting every page shares.
 
+import { serverNow } from "./clock.js";
 import { t } from "./i18n.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -64,8 +65,8 @@ export function fmtTime(iso, withDate = true) {
   return new Intl.DateTimeFormat("zh-CN", opts).format(when);
 }
 
-// Parts of "now" (or any Date) on the site's wall clock.
-export function siteParts(when = new Date()) {
+// Parts of the site's "now" (the server's clock) or of any Date, on the site's wall clock.
+export function siteParts(when = new Date(serverNow())) {
   const parts = new Intl.DateTimeFormat("en-CA", {
     timeZone: siteZone, year: "numeric", month: "2-digit", day: "2-digit",
     hour: "2-digit", minute: "2-digit", hourCycle: "h23",
@@ -75,7 +76,7 @@ export function siteParts(when = new Date()) {
 }
 
 // The site's UTC offset at a moment, as "+08:00", so times typed in the console mean site time.
-export function siteOffset(when = new Date()) {
+export function siteOffset(when = new Date(serverNow())) {
   const name = new Intl.DateTimeFormat("en-US", { timeZone: siteZone, timeZoneName: "longOffset" })
     .formatToParts(when).find((p) => p.type === "timeZoneName")?.value ?? "GMT";
   const match = /GMT([+-]\d{2}):?(\d{2})?/.exec(name);
@@ -89,6 +90,34 @@ export function tonight() {
   const d = new Date(`${now.date}T12:00:00Z`);
   d.setUTCDate(d.getUTCDate() - 1);
   return d.toISOString().slice(0, 10);
+}
+
+// A datetime-local input's value ("2026-10-01T18:00") for a moment, on the site's wall clock.
+export function siteInputValue(ms) {
+  const p = siteParts(new Date(ms));
+  return `${p.date}T${String(p.hour).padStart(2, "0")}:${String(p.minute).padStart(2, "0")}`;
+}
+
+// ... and back: the moment a datetime-local value means on the site's wall clock (epoch ms).
+export function fromSiteInput(value) {
+  if (!value) return null;
+  const guess = Date.parse(`${value}:00Z`);
+  if (Number.isNaN(guess)) return null;
+  // The offset at the guessed moment; around a DST change the second look gets it right.
+  const offsetMs = (when) => {
+    const [sign, hh, mm] = /^([+-])(\d{2}):(\d{2})$/.exec(siteOffset(new Date(when))).slice(1);
+    return (sign === "-" ? -1 : 1) * (Number(hh) * 60 + Number(mm)) * 60000;
+  };
+  const first = guess - offsetMs(guess);
+  return guess - offsetMs(first);
+}
+
+// ISO 8601 with the site's offset, as the API wants times ("2026-10-01T18:00:00+08:00").
+export function siteIso(ms) {
+  const p = siteParts(new Date(ms));
+  const seconds = String(new Date(ms).getUTCSeconds()).padStart(2, "0");
+  const hhmm = `${String(p.hour).padStart(2, "0")}:${String(p.minute).padStart(2, "0")}`;
+  return `${p.date}T${hhmm}:${seconds}${siteOffset(new Date(ms))}`;
 }
 
 export function pct(value) {
@@ -150,8 +179,19 @@ export function notAvailable(extra) {
     h("strong", {}, t("na")), h("span", { class: "muted" }, ` ${t("na.long")}`), extra || null);
 }
 
+// What went wrong, in words: FastAPI's 422 lists become "field: message; ...".
+export function errorText(err) {
+  const detail = err?.detail;
+  if (Array.isArray(detail)) {
+    return detail.map((d) => `${(d.loc || []).filter((p) => p !== "body" && p !== "query").join(".")}: ${d.msg}`).join("; ");
+  }
+  if (detail && typeof detail === "object") return detail.message || JSON.stringify(detail);
+  const text = detail ?? err?.message ?? String(err);
+  return err?.status ? `${err.status} ${text}` : text;
+}
+
 export function errorBox(err) {
-  return h("div", { class: "error-box", role: "alert" }, `${t("error")}: ${err?.detail ?? err?.message ?? err}`);
+  return h("div", { class: "error-box", role: "alert" }, `${t("error")}: ${errorText(err)}`);
 }
 
 export function toast(message, kind = "info") {
@@ -161,6 +201,17 @@ export function toast(message, kind = "info") {
   el.hidden = false;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => { el.hidden = true; }, 4000);
+}
+
+// fn at most once per `ms`, after the last call: a burst of alarm events costs one request, not hundreds.
+export function debounce(fn, ms = 300) {
+  let timer = null;
+  const call = (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => fn(...args), ms);
+  };
+  call.cancel = () => clearTimeout(timer);
+  return call;
 }
 
 export function heading(key, ...extra) {

@@ -1,6 +1,7 @@
 // What the console knows about the district, kept current by the server's event stream.
 
 import { api, fetchAll } from "./api.js";
+import { noteServerTime } from "./clock.js";
 
 export const store = {
   me: null, // {name, role}
@@ -39,12 +40,35 @@ export async function loadInventory() {
   return store.inventory;
 }
 
+// State changes heard while a full list is on its way, numbered: the list may be older than some of
+// them (it was made before they were sent), so they are applied again, in order, once it lands.
+let fetching = 0;
+let heard = [];
+let heardSeq = 0;
+
 export async function loadDevices() {
-  const items = await fetchAll("/devices");
-  store.devices = new Map(items.map((d) => [d.id, d]));
-  store.devicesLoaded = true;
-  emit("devices", null); // null: everything changed
-  return store.devices;
+  fetching += 1;
+  const since = heardSeq;
+  try {
+    const items = await fetchAll("/devices");
+    store.devices = new Map(items.map((d) => [d.id, d]));
+    for (const [seq, change] of heard) if (seq > since) applyChange(change);
+    store.devicesLoaded = true;
+    emit("devices", null); // null: everything changed
+    return store.devices;
+  } finally {
+    fetching -= 1;
+    if (fetching === 0) heard = [];
+  }
+}
+
+const LIVE_FIELDS = ["online", "on", "level", "k1", "k2", "scene"];
+
+function applyChange(change) {
+  const d = store.devices.get(change.id);
+  if (!d) return false;
+  for (const key of LIVE_FIELDS) if (key in change) d[key] = change[key];
+  return true;
 }
 
 export async function refreshDevice(id) {
@@ -73,7 +97,13 @@ export function connectEvents(onAuthLost) {
   disconnectEvents();
   statusFn("connecting");
   source = new EventSource("/api/v1/events"); // same origin: the session cookie goes along
-  source.onopen = () => statusFn("connected");
+  source.onopen = () => {
+    statusFn("connected");
+    // Whatever changed before the stream was (re)connected was not heard: the list is taken now,
+    // after the server has started sending changes, and pages look again.
+    loadDevices().catch(() => {});
+    emit("connected", null);
+  };
   source.onerror = async () => {
     if (source && source.readyState === EventSource.CLOSED) {
       statusFn("offline");
@@ -105,26 +135,25 @@ export function disconnectEvents() {
 }
 
 function handle(event) {
+  if (event.ts) noteServerTime(event.ts);
   const data = event.data || {};
   switch (event.type) {
     case "state": {
       const ids = [];
       for (const change of data.devices || []) {
-        const d = store.devices.get(change.id);
-        if (!d) continue;
-        for (const key of ["online", "on", "level", "k1", "k2", "scene"]) if (key in change) d[key] = change[key];
-        ids.push(change.id);
+        if (fetching) heard.push([++heardSeq, change]);
+        if (applyChange(change)) ids.push(change.id);
       }
       if (ids.length) emit("devices", ids);
       break;
     }
-    case "alarm": {
-      const device = data.device ?? data.alarm?.device;
+    case "alarm": { // {"event": "raised" | "acked" | ..., "alarm": {...as GET /alarms/{id}}, "children"}
+      const device = data.alarm?.device;
       if (device && store.devices.has(device)) refreshDevice(device);
       emit("alarm", data);
       break;
     }
-    case "override":
+    case "override": // {"id", "targets", "until"}: the list is fetched again
       emit("override", data);
       break;
     case "maintenance": // windows cover roads and gateways: simplest to take the list again

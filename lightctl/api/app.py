@@ -16,6 +16,7 @@ from lightctl.api import (
     routes_alarms,
     routes_control,
     routes_devices,
+    routes_reports,
     routes_session,
     routes_telemetry,
 )
@@ -67,6 +68,7 @@ def create_app(svc: Services) -> FastAPI:
         routes_control.router,
         routes_alarms.router,
         routes_admin.router,
+        routes_reports.router,
         audit.router,
         events.router,
     ):

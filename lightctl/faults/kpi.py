@@ -219,7 +219,7 @@ class LightingNights:
     """The lighting rate averaged over a night's 5-minute samples (only those where anything should
     be lit); nights run noon to noon in the site's time zone."""
 
-    def __init__(self, tz: ZoneInfo, keep: int = 8) -> None:
+    def __init__(self, tz: ZoneInfo, keep: int = 400) -> None:
         self.tz = tz
         self.keep = keep
         self._sums: dict[dt.date, dict[str, list[float]]] = {}
@@ -242,6 +242,9 @@ class LightingNights:
             acc[1] += 1
         for old in sorted(self._sums)[: -self.keep]:
             del self._sums[old]
+
+    def nights(self) -> list[dt.date]:
+        return sorted(self._sums)
 
     def average(self, night: dt.date) -> NightAverage:
         sums = self._sums.get(night, {})

@@ -41,6 +41,9 @@ def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("pymodbus", "amqtt", "transitions", "gmqtt"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    # httpx logs each request's URL at INFO: webhook URLs carry their robots' keys
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def run_demo(district: District, port: int, speed: float, duration: float | None, start: str | None) -> int:
@@ -120,7 +123,16 @@ async def _serve(district: District, host: str, port: int, config_path: str) -> 
     with contextlib.suppress(NotImplementedError):
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: _reload_in_background(runtime))
     try:
-        await runtime.start()
+        try:
+            await runtime.start()
+        except (OSError, ConnectionError) as exc:
+            print(f"lightctl serve: cannot start: {exc}", file=sys.stderr)
+            return 1
+        except Exception as exc:  # e.g. the state database refusing: one line, not a traceback
+            if type(exc).__module__.split(".")[0] not in ("psycopg", "sqlite3"):
+                raise
+            print(f"lightctl serve: cannot open the state database: {exc}".strip(), file=sys.stderr)
+            return 1
         print(f"lightctl serve: API and console on http://{host}:{port}/")
         sys.stdout.flush()
         await runtime.serve()

@@ -14,6 +14,7 @@ from dataclasses import replace
 from lightctl.clock import Clock
 from lightctl.model import DesiredState, Maintenance, Override, OverrideKind
 from lightctl.schedule.device_state import EMERGENCY_DEFAULT_TARGETS, emergency_setting
+from lightctl.schedule.plans import TargetIndex
 from lightctl.schedule.resolve import Resolver
 from lightctl.store.state import StateDB
 
@@ -44,8 +45,10 @@ class Operations:
         clock: Clock,
         poke: Callable[[], None] = lambda: None,
         announce: Announce | None = None,
+        targets: TargetIndex | None = None,
     ) -> None:
         self.state = state
+        self.targets = targets  # what operators may name; by default this instance's devices
         self.resolver = resolver
         self.clock = clock
         self.poke = poke
@@ -90,7 +93,7 @@ class Operations:
     def _check_targets(self, targets: list[str]) -> tuple[str, ...]:
         if not targets:
             raise ActionError("targets", "give at least one target")
-        unknown = self.resolver.targets.unknown(targets)
+        unknown = (self.targets or self.resolver.targets).unknown(targets)
         if unknown:
             raise ActionError("targets", f"unknown target(s): {', '.join(unknown)}")
         return tuple(targets)

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from lightctl.faults.notify import Notifier
 from lightctl.model import CommandResult, DesiredState
 from lightctl.northbound import Northbound
 from lightctl.operations import Operations
+from lightctl.schedule.plans import TargetIndex
 from lightctl.schedule.resolve import Resolver
 from lightctl.services import Services
 from lightctl.state import LiveState, apply_reading
@@ -100,6 +102,7 @@ class Runtime:
     extra_tasks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.whole = self.district  # every instance's devices: operators may target any of them
         self.district = partition_district(self.district)
         self.live = LiveState(self.district)
         self.services = Services(
@@ -118,6 +121,7 @@ class Runtime:
         self.feed = ResolverFeed(self.resolver)
         self.ops: Operations | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._latencies: deque[float] = deque(maxlen=2000)
         self._server: uvicorn.Server | None = None
         self.stopping = asyncio.Event()
 
@@ -156,7 +160,14 @@ class Runtime:
 
         await self._start_faults(state)
         engine = self.engine
-        self.ops = Operations(state, self.resolver, self.clock, poke=self._poke, announce=self._announce)
+        self.ops = Operations(
+            state,
+            self.resolver,
+            self.clock,
+            poke=self._poke,
+            announce=self._announce,
+            targets=TargetIndex.for_district(self.whole),
+        )
         await self.ops.load()
         ports: dict[str, _Port] = {}
         if self.mqtt is not None:
@@ -184,6 +195,11 @@ class Runtime:
             telemetry=self.writer.backend,
             reload=self.reload,
             calendar_coverage=self._coverage,
+            links=self._links,
+            storage=self._storage,
+            poll_cycle_seconds=self._poll_cycles,
+            command_latency_seconds=self._command_latency,
+            ingest_counters=self._ingest,
         )
         if self.mqtt is not None:
             self.northbound = Northbound(self.live, self.mqtt, settings.site.id, self.clock)
@@ -193,6 +209,8 @@ class Runtime:
         self._spawn(self.reconciler.run(), "reconciler")
         self._spawn(self._snapshots(self.state), "device-snapshots")
         self._spawn(self.ops.watch(), "overrides-watch")
+        if self.district.settings.partition is not None:
+            self._spawn(self.alarms.watch_shared(), "alarms-watch")
         if self.mqtt is not None:
             self._spawn(self.northbound.run(), "northbound")
         self._spawn(engine.run(), "fault-engine")
@@ -358,6 +376,8 @@ class Runtime:
     def _command_outcome(self, outcome: Outcome) -> None:
         r = outcome.result
         now = self.clock.now()
+        if r.ok and r.latency_s is not None:
+            self._latencies.append(r.latency_s)
         if r.ok:
             self.alarms.clear_alarm("command_failed", outcome.device, now)
         elif outcome.final:
@@ -378,11 +398,63 @@ class Runtime:
         )
         self._spawn(self.state.log_command(entry), "command-log")
 
-    def _backlog(self) -> dict[str, float]:
+    def _backlog(self) -> float:
+        """Readings waiting for the telemetry database (in memory and in the outage buffer)."""
+        if self.writer is None:
+            return 0.0
+        status = self.writer.status()
+        return float(status.pending + status.backlog.records)
+
+    def _storage(self) -> dict[str, object]:
         if self.writer is None:
             return {}
-        status = self.writer.status()
-        return {k: float(v) for k, v in vars(status).items() if isinstance(v, int | float)}
+        st = self.writer.status()
+        return {
+            "backend": st.backend,
+            "healthy": st.healthy,
+            "last_error": st.last_error,
+            "pending": st.pending,
+            "written": st.written,
+            "backlog_records": st.backlog.records,
+            "backlog_bytes": st.backlog.bytes,
+            "dropped": st.backlog.dropped + st.queue_dropped,
+        }
+
+    def _poll_cycles(self) -> dict[str, float]:
+        if self.modbus is None:
+            return {}
+        return {
+            g.gateway_id: g.last_cycle_s for g in self.modbus.gateway_status() if g.last_cycle_s is not None
+        }
+
+    def _command_latency(self) -> dict[str, float]:
+        recent = sorted(self._latencies)
+        if not recent:
+            return {}
+        return {q: recent[min(len(recent) - 1, int(float(q) * len(recent)))] for q in ("0.5", "0.9", "0.99")}
+
+    def _ingest(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.mqtt is not None:
+            out["mqtt"] = float(self.mqtt.stats().messages)
+        if self.modbus is not None:
+            out["modbus"] = float(sum(g.cycles * g.units for g in self.modbus.gateway_status()))
+        return out
+
+    def _links(self) -> dict[str, object]:
+        """The broker connection and the gateways, for /health: what an operator checks first."""
+        out: dict[str, object] = {}
+        if self.mqtt is not None:
+            st = self.mqtt.stats()
+            out["mqtt"] = {"connected": st.connected, "protocol": st.protocol, "last_error": st.last_error}
+        if self.modbus is not None:
+            gws = self.modbus.gateway_status()
+            out["modbus"] = {
+                "gateways": len(gws),
+                "online": sum(1 for g in gws if g.online),
+                "errors": {g.gateway_id: g.last_error for g in gws if g.last_error and not g.online},
+            }
+        return out
 
     def _coverage(self) -> dict[str, object]:
         today = dt.datetime.fromtimestamp(

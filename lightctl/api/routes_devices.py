@@ -97,6 +97,8 @@ def health(svc: Services = Depends(services)) -> dict[str, object]:
         "demo": svc.demo,
         "devices": {"online": svc.live.online_count(), "total": len(devices), "by_kind": by_kind},
         "calendar": calendar() if callable(calendar) else None,
+        "links": links() if callable(links := svc.extras.get("links")) else None,
+        "storage": storage() if callable(storage := svc.extras.get("storage")) else None,
         "dropped_payloads": {name: dict(d.by_reason) for name, d in svc.drops.items()},
     }
 

@@ -41,6 +41,9 @@ from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
 from lightctl.config.settings import Mqtt, Tls
 
+# CONNACK codes meaning "who you are is not accepted": 3.1.1 (4, 5) and MQTT 5 (134, 135)
+REFUSED_CREDENTIALS = frozenset({4, 5, 134, 135})
+
 log = logging.getLogger("lightctl.drivers.mqtt")
 # gmqtt logs every connection and SUBSCRIBE at INFO, and a traceback for every lost connection at
 # WARNING; this module reports connection trouble itself, once per change.
@@ -305,6 +308,12 @@ class MqttConnection:
 
     def _note_error(self, exc: BaseException) -> None:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        code = getattr(exc, "_code", None)
+        if code in REFUSED_CREDENTIALS:
+            text = (
+                f"the broker refused lightctl's credentials (code {code}): check mqtt.username and "
+                "mqtt.password in config.yaml and the broker's password file"
+            )
         if text != self.last_error:
             log.warning("mqtt %s: %s:%s: %s", self.client_id, self.settings.host, self.settings.port, text)
         self.last_error = text

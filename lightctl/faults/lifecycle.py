@@ -16,6 +16,8 @@ restart brings back the open alarms, so nothing is raised twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 
 from lightctl.clock import Clock
@@ -24,6 +26,8 @@ from lightctl.faults.episodes import AlarmEvent, AlarmWriter, Episode, EventKind
 from lightctl.faults.store import EVERY_ALARM, AlarmStore
 from lightctl.model import Alarm, AlarmState, Severity
 from lightctl.store.state import AlarmFilter, Resolution
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AlarmConflict", "AlarmEvent", "AlarmManager", "AlarmNotFound", "Episode", "EventSink"]
 
@@ -250,6 +254,8 @@ class AlarmManager:
 
     async def ack(self, alarm_id: int, who: str, note: str | None = None) -> Alarm:
         ep = await self._open_episode(alarm_id)
+        if isinstance(ep, Alarm):
+            return await self._change_stored(ep, who, AlarmState.ACKED, note=note)
         ep.alarm.state = AlarmState.ACKED
         if note is not None:
             ep.alarm.note = note
@@ -257,6 +263,8 @@ class AlarmManager:
 
     async def assign(self, alarm_id: int, who: str, assignee: str) -> Alarm:
         ep = await self._open_episode(alarm_id)
+        if isinstance(ep, Alarm):
+            return await self._change_stored(ep, who, ep.state, assignee=assignee)
         ep.alarm.assignee = assignee
         return await self._write_and_wait(ep, who, ("assigned", False))
 
@@ -264,6 +272,8 @@ class AlarmManager:
         """Resolved by a crew. Its children go with it; if the condition persists it is raised anew
         once the rule sees it again from scratch."""
         ep = await self._open_episode(alarm_id)
+        if isinstance(ep, Alarm):
+            return await self._change_stored(ep, who, AlarmState.RESOLVED, note=note)
         now = self.clock.now()
         for child in [e for e in self._by_key.values() if e.parent is ep]:
             self._resolve(child, now, who, note, "manual")
@@ -363,7 +373,8 @@ class AlarmManager:
         self._held.discard(ep)
         self._dirty.discard(ep)
 
-    async def _open_episode(self, alarm_id: int) -> Episode:
+    async def _open_episode(self, alarm_id: int) -> Episode | Alarm:
+        """This instance's open episode, or an open alarm another instance raised (shared database)."""
         await self.flush()  # so that an alarm raised a moment ago has its id
         ep = self._by_id.get(alarm_id)
         if ep is not None:
@@ -371,7 +382,52 @@ class AlarmManager:
         stored = await self.store.get_alarm(alarm_id)
         if stored is None:
             raise AlarmNotFound(f"no alarm {alarm_id}")
-        raise AlarmConflict(f"alarm {alarm_id} is {stored.state.value}")
+        if stored.state is AlarmState.RESOLVED:
+            raise AlarmConflict(f"alarm {alarm_id} is {stored.state.value}")
+        return stored
+
+    async def _change_stored(
+        self, stored: Alarm, who: str, state: AlarmState, note: str | None = None, assignee: str | None = None
+    ) -> Alarm:
+        """A crew's change to an alarm another instance owns; that instance adopts it (`sync`)."""
+        alarm = dataclasses.replace(
+            stored,
+            state=state,
+            note=note if note is not None else stored.note,
+            assignee=assignee or stored.assignee,
+        )
+        resolution: Resolution | None = "manual" if alarm.state is AlarmState.RESOLVED else None
+        return await self.store.upsert_alarm(alarm, actor=who, at=self.clock.now(), resolution=resolution)
+
+    async def sync(self) -> None:
+        """Adopt crews' changes made through another instance to this instance's open alarms, so its
+        own writes do not undo them: acknowledged, assigned, noted or resolved elsewhere."""
+        await self.flush()
+        stored = {a.id: a for a in await self.store.open_alarms() if a.id is not None}
+        for alarm_id, ep in list(self._by_id.items()):
+            theirs = stored.get(alarm_id)
+            if theirs is None:
+                gone = await self.store.get_alarm(alarm_id)
+                if gone is not None and gone.state is AlarmState.RESOLVED and ep.open:
+                    ep.alarm.state = AlarmState.RESOLVED
+                    ep.alarm.note = gone.note
+                    ep.active = False
+                    self._forget(ep)
+                continue
+            if theirs.state is AlarmState.ACKED and ep.alarm.state is AlarmState.OPEN:
+                ep.alarm.state = AlarmState.ACKED
+            if theirs.assignee is not None:
+                ep.alarm.assignee = theirs.assignee
+            if theirs.note is not None:
+                ep.alarm.note = theirs.note
+
+    async def watch_shared(self, every_s: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("reading alarms changed by other instances failed; will try again")
 
     @staticmethod
     def _copy(ep: Episode) -> Alarm:

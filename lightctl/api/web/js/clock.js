@@ -7,7 +7,7 @@
 
 import { api } from "./api.js";
 
-const MIN_SPAN_MS = 2000; // browser time between two readings before their rate means anything
+const MIN_SPAN_MS = 3000; // browser time between two readings before their rate means anything
 const MAX_SPAN_MS = 300000; // then the older reading is dropped, so a stale one cannot skew the rate
 
 const clock = { anchor: null, last: null, speed: 1, exact: false };
@@ -53,15 +53,20 @@ export function clockSpeed() {
 }
 
 // Ask the server what time it is (before an action whose times are relative to "now").
+let healthTellsTime = true; // until a /health answer says otherwise
+
 export async function syncClock() {
-  try {
-    const health = await api("/health");
-    if (health?.now) {
-      noteServerTime(health.now, health.clock_speed);
-      return serverNow();
+  if (healthTellsTime) {
+    try {
+      const health = await api("/health");
+      if (health?.now) {
+        noteServerTime(health.now, health.clock_speed);
+        return serverNow();
+      }
+      healthTellsTime = false;
+    } catch {
+      /* fall through to /kpi */
     }
-  } catch {
-    /* fall through to /kpi */
   }
   try {
     noteServerTime((await api("/kpi")).at);

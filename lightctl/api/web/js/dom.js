@@ -203,14 +203,38 @@ export function toast(message, kind = "info") {
   toast.timer = setTimeout(() => { el.hidden = true; }, 4000);
 }
 
-// fn at most once per `ms`, after the last call: a burst of alarm events costs one request, not hundreds.
+// fn after `ms` of quiet, and never twice at once: a burst of alarm events costs one request, and a
+// slow answer is not joined by more of the same (the browser has 6 connections to a server).
 export function debounce(fn, ms = 300) {
   let timer = null;
-  const call = (...args) => {
-    clearTimeout(timer);
-    timer = setTimeout(() => fn(...args), ms);
+  let running = false;
+  let again = false;
+  const run = async () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    try {
+      await fn();
+    } catch (err) {
+      console.error(err);
+    } finally {
+      running = false;
+      if (again) {
+        again = false;
+        call();
+      }
+    }
   };
-  call.cancel = () => clearTimeout(timer);
+  const call = () => {
+    clearTimeout(timer);
+    timer = setTimeout(run, ms);
+  };
+  call.cancel = () => {
+    clearTimeout(timer);
+    again = false;
+  };
   return call;
 }
 

@@ -2,6 +2,7 @@
 
 import { api, fetchAll } from "./api.js";
 import { noteServerTime } from "./clock.js";
+import { debounce } from "./dom.js";
 
 export const store = {
   me: null, // {name, role}
@@ -70,6 +71,16 @@ function applyChange(change) {
   for (const key of LIVE_FIELDS) if (key in change) d[key] = change[key];
   return true;
 }
+
+// Devices whose alarms changed: their open_alarms count (the map's red) is fetched again, one by one
+// for a few, as the whole list for a burst (a feeder's worth of comm_loss is hundreds of events).
+const alarmed = new Set();
+const refreshAlarmed = debounce(async () => {
+  const ids = [...alarmed];
+  alarmed.clear();
+  if (ids.length > 10) await loadDevices();
+  else for (const id of ids) await refreshDevice(id);
+}, 500);
 
 export async function refreshDevice(id) {
   try {
@@ -149,7 +160,10 @@ function handle(event) {
     }
     case "alarm": { // {"event": "raised" | "acked" | ..., "alarm": {...as GET /alarms/{id}}, "children"}
       const device = data.alarm?.device;
-      if (device && store.devices.has(device)) refreshDevice(device);
+      if (device && store.devices.has(device)) {
+        alarmed.add(device);
+        refreshAlarmed();
+      }
       emit("alarm", data);
       break;
     }

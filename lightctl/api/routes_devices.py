@@ -95,6 +95,8 @@ def health(svc: Services = Depends(services)) -> dict[str, object]:
         "version": __version__,
         "site": svc.district.settings.site.id,
         "demo": svc.demo,
+        "now": iso(svc.clock.now(), site_tz(svc)),
+        "clock_speed": svc.clock.speed,
         "devices": {"online": svc.live.online_count(), "total": len(devices), "by_kind": by_kind},
         "calendar": calendar() if callable(calendar) else None,
         "links": links() if callable(links := svc.extras.get("links")) else None,

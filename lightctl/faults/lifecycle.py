@@ -249,8 +249,14 @@ class AlarmManager:
         return await self.store.list_alarms(where, limit, offset)
 
     async def get_alarm(self, alarm_id: int) -> Alarm | None:
+        # The database is the record every instance shares (a crew may have acknowledged the alarm
+        # through another one); what this instance has not written yet is flushed first.
+        await self.flush()
+        stored = await self.store.get_alarm(alarm_id)
+        if stored is not None:
+            return stored
         ep = self._by_id.get(alarm_id)
-        return self._copy(ep) if ep is not None else await self.store.get_alarm(alarm_id)
+        return self._copy(ep) if ep is not None else None
 
     async def ack(self, alarm_id: int, who: str, note: str | None = None) -> Alarm:
         ep = await self._open_episode(alarm_id)
@@ -421,7 +427,7 @@ class AlarmManager:
             if theirs.note is not None:
                 ep.alarm.note = theirs.note
 
-    async def watch_shared(self, every_s: float = 5.0) -> None:
+    async def watch_shared(self, every_s: float = 2.0) -> None:
         while True:
             await asyncio.sleep(every_s)
             try:

@@ -100,6 +100,17 @@ class Reconciler:
         conc = self.live.district.concentrators.get(parent)
         return list(conc.lamps) if conc is not None else []
 
+    def reassert(self, device_ids: list[str]) -> None:
+        """Bring these devices to the desired state again, whatever they confirmed before (their
+        broker came back: commands given meanwhile were lost, and the lamps kept their old state)."""
+        for dev_id in device_ids:
+            track = self._tracks.get(dev_id)
+            if track is not None:
+                track.reassert = True
+                track.next_try = 0.0
+                track.failures = 0
+        self._wake.set()
+
     def poke(self) -> None:
         """Reconcile now (an override or emergency was just set)."""
         self._wake.set()

@@ -274,6 +274,9 @@ class Runtime:
             if now_up != up:
                 if now_up:
                     self.engine.broker_up(self.clock.now())
+                    if up is not None and self.reconciler is not None:
+                        lamps = [d.id for d in self.district.devices.values() if d.kind == "lamp"]
+                        self.reconciler.reassert(lamps)
                 elif up is not None:
                     self.engine.broker_down(self.clock.now())
                 up = now_up
@@ -380,7 +383,7 @@ class Runtime:
             self._latencies.append(r.latency_s)
         if r.ok:
             self.alarms.clear_alarm("command_failed", outcome.device, now)
-        elif outcome.final:
+        elif outcome.final and self._reachable(outcome.device):
             why = f"{r.detail} (after {outcome.attempt} attempts)"
             self.alarms.raise_alarm("command_failed", outcome.device, now, why)
         if self.state is None:
@@ -440,6 +443,14 @@ class Runtime:
         if self.modbus is not None:
             out["modbus"] = float(sum(g.cycles * g.units for g in self.modbus.gateway_status()))
         return out
+
+    def _reachable(self, dev_id: str) -> bool:
+        """Whether a failed command is the device's fault: its path (broker, gateway) is up and it has
+        answered; otherwise the comm_loss episode already says what is wrong, once."""
+        dev = self.district.devices[dev_id]
+        if dev.kind == "lamp" and (self.mqtt is None or not self.mqtt.connected):
+            return False
+        return self.live.status[dev_id].online is True
 
     def _links(self) -> dict[str, object]:
         """The broker connection and the gateways, for /health: what an operator checks first."""

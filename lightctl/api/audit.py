@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lightctl.api.auth import Identity
 from lightctl.api.deps import require, services
+from lightctl.api.limits import MAX_OFFSET
 from lightctl.api.routes_devices import iso, site_tz
 from lightctl.services import Services
 from lightctl.store.state import AuditEntry
@@ -231,7 +232,7 @@ class AuditList(BaseModel):
 async def list_audit(
     request: Request,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     who: str | None = Query(None, max_length=64, description="only this token name"),
     svc: Services = Depends(services),
     _: Identity = Depends(admin),

@@ -102,3 +102,8 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+# Ids and offsets go to SQLite / PostgreSQL as 64-bit integers: larger ones are refused with 422.
+MAX_ID = 2**63 - 1
+MAX_OFFSET = 2**31 - 1

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from lightctl.api.auth import Identity
 from lightctl.api.deps import require, services
+from lightctl.api.limits import MAX_ID, MAX_OFFSET
 from lightctl.api.routes_devices import iso, site_tz
 from lightctl.faults.kpi import KpiService, Rate, Rows
 from lightctl.faults.lifecycle import AlarmConflict, AlarmManager, AlarmNotFound
@@ -80,7 +82,7 @@ async def list_alarms(
     type: str | None = Query(None, max_length=64),
     device: str | None = Query(None, max_length=64),
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     _: Identity = Depends(as_viewer),
     svc: Services = Depends(services),
     manager: AlarmManager = Depends(alarms_of),
@@ -97,7 +99,7 @@ async def list_alarms(
 
 @router.get("/alarms/{alarm_id}")
 async def get_alarm(
-    alarm_id: int,
+    alarm_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     _: Identity = Depends(as_viewer),
     svc: Services = Depends(services),
     manager: AlarmManager = Depends(alarms_of),
@@ -123,7 +125,7 @@ async def _act(kind: str, alarm_id: int, manager: AlarmManager, who: Identity, v
 
 @router.post("/alarms/{alarm_id}/ack")
 async def ack(
-    alarm_id: int,
+    alarm_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     body: NoteIn | None = None,
     who: Identity = Depends(as_maintenance),
     svc: Services = Depends(services),
@@ -135,7 +137,7 @@ async def ack(
 
 @router.post("/alarms/{alarm_id}/resolve")
 async def resolve(
-    alarm_id: int,
+    alarm_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     body: ResolveIn,
     who: Identity = Depends(as_maintenance),
     svc: Services = Depends(services),
@@ -147,7 +149,7 @@ async def resolve(
 
 @router.post("/alarms/{alarm_id}/assign")
 async def assign(
-    alarm_id: int,
+    alarm_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     body: AssignIn,
     who: Identity = Depends(as_maintenance),
     svc: Services = Depends(services),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lightctl.api.auth import Identity
 from lightctl.api.deps import require, services
+from lightctl.api.limits import MAX_ID, MAX_OFFSET
 from lightctl.api.routes_devices import iso, site_tz
 from lightctl.model import DesiredState, Maintenance, Override
 from lightctl.operations import ActionError, Operations
@@ -156,7 +157,7 @@ async def create_override(
 async def list_overrides(
     active: bool | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     _: Identity = Depends(as_viewer),
     svc: Services = Depends(services),
     ops: Operations = Depends(operations),
@@ -172,7 +173,7 @@ async def list_overrides(
 
 @router.delete("/overrides/{override_id}")
 async def end_override(
-    override_id: int,
+    override_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     _: Identity = Depends(as_operator),
     svc: Services = Depends(services),
     ops: Operations = Depends(operations),
@@ -216,7 +217,7 @@ async def create_maintenance(
 @router.get("/maintenance")
 async def list_maintenance(
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     _: Identity = Depends(as_maintenance),
     svc: Services = Depends(services),
     ops: Operations = Depends(operations),
@@ -232,7 +233,7 @@ async def list_maintenance(
 
 @router.delete("/maintenance/{window_id}")
 async def end_maintenance(
-    window_id: int,
+    window_id: Annotated[int, Path(ge=1, le=MAX_ID)],
     _: Identity = Depends(as_maintenance),
     svc: Services = Depends(services),
     ops: Operations = Depends(operations),

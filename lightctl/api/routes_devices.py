@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from lightctl import __version__
 from lightctl.api.deps import require, services
+from lightctl.api.limits import MAX_OFFSET
 from lightctl.model import Device
 from lightctl.services import Services
 from lightctl.state import DeviceStatus
@@ -113,7 +114,7 @@ def list_devices(
     gateway: str | None = None,
     status: Literal["online", "offline", "unknown", "on", "off", "alarm", "maintenance"] | None = None,
     limit: int = Query(100, ge=1, le=10000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
     svc: Services = Depends(services),
     _: object = Depends(viewer),
 ) -> DeviceList:

@@ -51,7 +51,7 @@ if logging.getLogger("gmqtt").level == logging.NOTSET:
     logging.getLogger("gmqtt").setLevel(logging.ERROR)
 
 BACKOFF_INITIAL_S = 0.5
-BACKOFF_MAX_S = 30.0
+BACKOFF_MAX_S = 5.0  # a returning broker is found within seconds (design.md section 9: 10 s)
 STABLE_S = 10.0  # a connection that lived this long resets the backoff
 CONNECT_TIMEOUT_S = 5.0
 SUBSCRIBE_CHUNK = 500  # topic filters per SUBSCRIBE packet

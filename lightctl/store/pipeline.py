@@ -45,7 +45,7 @@ class TelemetryWriter:
         flush_s: float = 1.0,
         max_pending: int | None = None,
         retry_min_s: float = 0.5,
-        retry_max_s: float = 30.0,
+        retry_max_s: float = 5.0,  # a returning backend gets the backlog within seconds
         maintain_every_s: float = 60.0,
         clock: Clock | None = None,
     ) -> None:

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -114,7 +115,6 @@ def cpu_of(pids: dict[str, int]) -> dict[str, float]:
 
 def start_profile(seconds: int) -> tuple[Any, Path] | None:
     """py-spy on this process (lightctl's) for the first all_on, if asked for with --profile."""
-    import shutil
     import subprocess
 
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -155,6 +155,7 @@ async def one_setting(
 
                 spy[0].wait(30)
                 print(summarize(spy[1], 30), file=sys.stderr)
+                shutil.rmtree(spy[1].parent, ignore_errors=True)
             times = sorted(t - t0 for t in conf.at.values())
             k99 = int(total * 0.99 + 0.999999) - 1
             t99 = times[k99] if len(times) > k99 else float("inf")

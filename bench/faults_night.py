@@ -26,7 +26,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from bench.faults_plan import Injection, members_of, plan_night
-from bench.faults_probe import EvidenceRecorder, LoopLag
+from bench.faults_probe import EvidenceRecorder, LoopLag, ReadingGaps
 from bench.faults_score import Raised, Truth
 from bench.faults_setup import (
     HOST,
@@ -59,7 +59,7 @@ class NightSpec:
     per_variant: int
     before_sunset_s: float  # the run starts this long before sunset (daylight faults fit in)
     after_sunrise_s: float | None  # ... and ends this long after sunrise
-    end_local: str | None = None  # or at this local time (HH:MM, the next morning), if given
+    end_local: str | None = None  # or at this local time (HH:MM, within the night), if given
     wire_timeout_s: float = 0.05  # the Modbus driver's network timeout, real seconds
     warmup_s: float = 600.0  # clock seconds of start-up before the scored span (alarms: `startup`)
     ack_timeout_s: float = 0.25  # MQTT acknowledgement timeout, real seconds
@@ -93,6 +93,7 @@ class NightResult:
     unplaced: list[str]
     unlogged: list[str]  # planned injections the simulators' logs do not show
     stats: NightStats
+    gaps: dict[str, list[tuple[float, float]]]  # device -> (from, to) of its readings' gaps
     sun: tuple[float, float] = field(default=(0.0, 0.0))
 
 
@@ -132,7 +133,8 @@ def _window(spec: NightSpec, d: District) -> tuple[float, float, float, float, s
     t0 = sun.sunset - spec.before_sunset_s
     if spec.end_local is not None:
         hh, mm = (int(x) for x in spec.end_local.split(":"))
-        t1 = dt.datetime.combine(night + dt.timedelta(days=1), dt.time(hh, mm), tz).timestamp()
+        day = night if hh >= 12 else night + dt.timedelta(days=1)  # a night runs noon to noon
+        t1 = dt.datetime.combine(day, dt.time(hh, mm), tz).timestamp()
     else:
         t1 = sun.sunrise + (spec.after_sunrise_s or 0.0)
     day_type = Resolver.for_district(d).day(night).day_type
@@ -201,6 +203,8 @@ async def _with_broker(
         await runtime.start()
         evidence = EvidenceRecorder(runtime.alarms.writer.events)
         runtime.alarms.writer.events = evidence
+        gaps = ReadingGaps(intervals)
+        runtime.live.reading_listeners.append(gaps.readings)
         _say(spec, f"{day_type}: {len(plan)} injections planned, clock x{spec.speed:g}, "
                    f"{(t1 - clock.now()) / spec.speed:.0f} s to go")  # fmt: skip
         await _wait_until(spec, clock, t1, runtime, plan)
@@ -215,7 +219,7 @@ async def _with_broker(
         await _bounded(spec, "stopping the Modbus simulator", sim.stop())
     truths, unlogged, lags = _truths(spec.night, plan, fleet, sim, district)
     stats = dataclasses.replace(stats, injection_lag_max_s=round(max(lags, default=0.0), 1))
-    return NightResult(spec.night, day_type, truths, alarms, unplaced, unlogged, stats, sun)
+    return NightResult(spec.night, day_type, truths, alarms, unplaced, unlogged, stats, gaps.gaps, sun)
 
 
 async def _bounded(spec: NightSpec, what: str, step: Awaitable[T], within_s: float = 30.0) -> T:

@@ -1,5 +1,6 @@
 """What bench/faults.py watches besides the alarm store: the evidence each alarm was raised with,
-and the harness's own timing (how late the event loop wakes up, in clock seconds)."""
+the harness's own timing (how late the event loop wakes up, in clock seconds) and the gaps in
+each device's readings."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 
 from lightctl.clock import Clock
 from lightctl.faults.lifecycle import AlarmEvent, EventSink
+from lightctl.model import Reading
 
 STALL_REAL_S = 0.04  # a wake-up this late (real seconds) is recorded as a stall
 
@@ -51,3 +53,21 @@ class LoopLag:
     def percentile_ms(self, pct: float) -> float:
         ordered = sorted(self.lags) or [0.0]
         return round(1000 * ordered[int(pct / 100 * (len(ordered) - 1))], 1)
+
+
+@dataclass
+class ReadingGaps:
+    """A reading listener: the gaps longer than 1.5 report intervals between a device's readings
+    (clock times of arrival), so a late detection can be told apart from late data."""
+
+    interval_of: dict[str, float]
+    last: dict[str, float] = field(default_factory=dict)
+    gaps: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # device -> (from, to)
+
+    def readings(self, batch: list[Reading]) -> None:
+        for r in batch:
+            at = r.received or r.ts
+            prev = self.last.get(r.device)
+            if prev is not None and at - prev > 1.5 * self.interval_of.get(r.device, 60.0):
+                self.gaps.setdefault(r.device, []).append((prev, at))
+            self.last[r.device] = at

@@ -107,9 +107,12 @@ def _percentile(values: list[float], pct: float) -> float | None:
 
 
 Stalls = dict[str, list[tuple[float, float]]]  # night -> (clock time, clock seconds the harness lost)
+Gaps = dict[str, dict[str, list[tuple[float, float]]]]  # night -> device -> (from, to) without readings
 
 
-def score(truths: list[Truth], alarms: list[Raised], stalls: Stalls | None = None) -> Outcome:
+def score(
+    truths: list[Truth], alarms: list[Raised], stalls: Stalls | None = None, gaps: Gaps | None = None
+) -> Outcome:
     types: dict[str, TypeScore] = defaultdict(TypeScore)
     variants: dict[str, TypeScore] = defaultdict(TypeScore)
     misses: list[dict[str, object]] = []
@@ -159,6 +162,9 @@ def score(truths: list[Truth], alarms: list[Raised], stalls: Stalls | None = Non
                 "late_alarm_after_s": None if seen_at is None else round(seen_at, 1),
                 "alarms_there": _nearby(t, alarms),
                 "harness_stall_s": _stall(stalls, t.night, t.start, t.start + t.deadline_s),
+                "reading_gaps": _gaps(
+                    gaps, t.night, {t.device, *t.members}, t.start, t.start - 60.0, t.start + t.deadline_s
+                ),
             }
         )
     for a in scored:
@@ -179,6 +185,9 @@ def score(truths: list[Truth], alarms: list[Raised], stalls: Stalls | None = Non
                 if during is None
                 else f"{during.variant} on {during.device} since {a.first_seen - during.start:.0f} s",
                 "harness_stall_s": _stall(stalls, a.night, a.first_seen - 300.0, a.first_seen),
+                "reading_gaps": _gaps(
+                    gaps, a.night, {a.device}, a.first_seen, a.first_seen - 300.0, a.first_seen
+                ),
             }
         )
     return Outcome(dict(types), dict(variants), misses, fps)
@@ -188,6 +197,19 @@ def _stall(stalls: Stalls | None, night: str, start: float, end: float) -> float
     """The longest the harness's event loop stalled (clock seconds) between start and end."""
     found = [lost for at, lost in (stalls or {}).get(night, []) if start <= at <= end + lost]
     return round(max(found, default=0.0), 1)
+
+
+def _gaps(
+    gaps: Gaps | None, night: str, devices: set[str], origin: float, start: float, end: float
+) -> list[str]:
+    """Gaps in the readings of `devices` overlapping [start, end], in seconds from `origin`."""
+    out = []
+    by_device = (gaps or {}).get(night, {})
+    for dev in devices:
+        for a, b in by_device.get(dev, []):
+            if a <= end and b >= start:
+                out.append(f"{dev}: none from {a - origin:+.0f} s to {b - origin:+.0f} s")
+    return sorted(out)
 
 
 def _nearby(t: Truth, alarms: list[Raised]) -> list[str]:

@@ -80,28 +80,33 @@ def run(script: str, limit: int) -> tuple[list[dict], str, float]:
 
 
 def write_results(rows: list[dict], statuses: dict[str, tuple[str, float]], total_s: float) -> None:
+    order = [s for s, _ in SCRIPTS]
+    rows = sorted(rows, key=lambda r: order.index(script_of(r)) if script_of(r) in order else len(order))
     m = machine()
     out = [
         "# Benchmark results",
         "",
         f"Written by `bench/run_all.py` on {m['date']} in {total_s / 60:.1f} min.",
         "",
-        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}, load average (1 min) at the end"
-        f" {m['loadavg_1m']}. **The machine is shared with other test runs**: the load average during the run"
-        " was often above the CPU count, so absolute figures are noisy (ratios less so).",
+        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}. **The machine is shared with"
+        " other test runs** (other engineers' test suites and benchmarks run on it at the same time), so"
+        " absolute figures are noisy; the last column is the 1-minute load average when each figure was"
+        " printed (2 CPUs: above 2 means something else competed for them).",
         "",
-        "| figure | value | target | met? | runs |",
-        "|---|---|---|---|---|",
+        "| figure | value | target | met? | runs | load |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         target = f"{r['target_is']} {fmt(r['target'], r['unit'])}"
         vals = ", ".join(fmt(v, "").strip() for v in r.get("values", []))
         out.append(
             f"| {r['figure']} | {fmt(r['value'], r['unit'])} | {target} | {'yes' if r['met'] else '**no**'}"
-            f" | {r['runs']} (median of {vals}) |"
+            f" | {r['runs']} (median of {vals}) | {r.get('machine', {}).get('loadavg_1m', '')} |"
         )
     out += ["", "Scripts:", ""]
-    for script, (status, secs) in statuses.items():
+    for script, (status, secs) in sorted(
+        statuses.items(), key=lambda kv: [s for s, _ in SCRIPTS].index(kv[0])
+    ):
         out.append(f"- `bench/{script}`: {status}, {secs:.0f} s")
     out += [
         "",
@@ -111,8 +116,8 @@ def write_results(rows: list[dict], statuses: dict[str, tuple[str, float]], tota
         " --runs 3` (each prints its JSON lines on stdout, progress on stderr; `--help` for the knobs). Every"
         " script starts its own Mosquitto on a free loopback port (never the shared one on 1883) and keeps its"
         " data in a temp dir. The raw result lines of this run are in `bench/results.jsonl`.",
-        "`bench/profile_ingest.py` samples the ingest path with py-spy; `bench/memory_breakdown.py` shows RSS",
-        " by start-up stage and the largest allocations (tracemalloc).",
+        "`bench/profile_ingest.py [--kind batch]` and `bench/fanout.py --profile` sample lightctl with py-spy;"
+        " `bench/memory_breakdown.py` shows RSS by start-up stage and the largest allocations (tracemalloc).",
         "",
     ]
     analysis = HERE / "analysis.md"
@@ -124,7 +129,15 @@ def write_results(rows: list[dict], statuses: dict[str, tuple[str, float]], tota
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default="", help="comma list of script names (without .py)")
+    p.add_argument("--write-only", action="store_true", help="rewrite RESULTS.md from results.jsonl")
     args = p.parse_args(argv)
+    status_file = HERE / "run_status.json"
+    earlier = json.loads(status_file.read_text()) if status_file.exists() else {}
+    if args.write_only:
+        rows = [json.loads(x) for x in (HERE / "results.jsonl").read_text().splitlines() if x.strip()]
+        done = {k: tuple(v) for k, v in earlier.items()}
+        write_results(rows, done, sum(v[1] for v in done.values()))
+        return 0
     chosen = {s.strip() + ".py" for s in args.only.split(",") if s.strip()}
     t0 = time.monotonic()
     rows: list[dict] = []
@@ -134,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             row = json.loads(line)
             if script_of(row) not in chosen:
                 rows.append(row)
-                statuses.setdefault(script_of(row), ("ok (earlier in the same session)", 0.0))
+                statuses.setdefault(script_of(row), tuple(earlier.get(script_of(row), ("ok (earlier)", 0.0))))
     with open(HERE / "results.jsonl", "w") as jsonl:
         for row in rows:
             jsonl.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -149,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(line)
             jsonl.flush()
             print(f"[run_all] {script}: {status} in {secs:.0f} s", file=sys.stderr, flush=True)
-    rows.sort(key=lambda r: [s for s, _ in SCRIPTS].index(script_of(r)) if script_of(r) != "?" else 99)
+    status_file.write_text(json.dumps(statuses))
     write_results(rows, statuses, time.monotonic() - t0)
     print(f"[run_all] wrote {HERE / 'RESULTS.md'}", file=sys.stderr)
     return 0 if all(s == "ok" for s, _ in statuses.values()) else 1

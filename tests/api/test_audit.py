@@ -18,7 +18,7 @@ from lightctl.api.auth import Identity
 from lightctl.api.deps import require
 from lightctl.config.loader import District
 from lightctl.store.state import AuditEntry
-from tests.api.conftest import TOKENS, ThreadServer, bearer, make_services
+from tests.api.conftest import TOKENS, ThreadServer, bearer, make_services, wait_until
 
 
 class OverrideIn(BaseModel):
@@ -119,7 +119,8 @@ def test_paging_and_filtering(district: District) -> None:
     with ThreadServer(app) as server, httpx.Client(timeout=10) as client:
         for role in ("viewer", "operator", "viewer"):
             client.post(f"{server.url}/api/v1/session", json={"token": TOKENS[role]})
-        assert len(sink.entries) == 3  # the sink app.py attaches is the one written to
+        # the sink app.py attaches is the one written to (the record is written just after the answer)
+        wait_until(lambda: len(sink.entries) == 3, 5, "three audit records")
         first = audit_items(client, server.url, limit=2, offset=0)
         second = audit_items(client, server.url, limit=2, offset=2)
         viewers = audit_items(client, server.url, who="viewer-user")

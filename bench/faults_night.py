@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -63,6 +64,7 @@ class NightSpec:
     wire_timeout_s: float = 0.05  # the Modbus driver's network timeout, real seconds
     warmup_s: float = 600.0  # clock seconds of start-up before the scored span (alarms: `startup`)
     ack_timeout_s: float = 0.25  # MQTT acknowledgement timeout, real seconds
+    over_steps: bool = False  # let faults that stop a device following commands span its steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,8 @@ class NightResult:
 
 def run_night(spec: NightSpec) -> NightResult:
     """Entry point of the worker process."""
+    # A terminated worker still stops its Mosquitto and removes its temp dir (the `finally`s).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("pymodbus", "gmqtt", "amqtt", "lightctl.drivers.modbus_gateway"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
@@ -109,7 +113,7 @@ def _say(spec: NightSpec, text: str) -> None:
     print(f"[{spec.night}] {text}", file=sys.stderr, flush=True)
 
 
-def _interval_of(d: District) -> dict[str, float]:
+def interval_of(d: District) -> dict[str, float]:
     poll = d.settings.modbus.poll_interval_s
     out: dict[str, float] = {}
     for dev in d.devices.values():
@@ -125,7 +129,7 @@ def _interval_of(d: District) -> dict[str, float]:
     return out
 
 
-def _window(spec: NightSpec, d: District) -> tuple[float, float, float, float, str]:
+def night_window(spec: NightSpec, d: District) -> tuple[float, float, float, float, str]:
     site = d.settings.site
     tz = ZoneInfo(site.timezone)
     night = dt.date.fromisoformat(spec.night)
@@ -143,7 +147,7 @@ def _window(spec: NightSpec, d: District) -> tuple[float, float, float, float, s
 
 async def _run(spec: NightSpec) -> NightResult:
     base = reduced_district(load(spec.config))
-    t0, t1, sunset, sunrise, day_type = _window(spec, base)
+    t0, t1, sunset, sunrise, day_type = night_window(spec, base)
     rng = random.Random(spec.seed)
     clock = ScaledClock(start=t0 - spec.warmup_s, speed=spec.speed)
     # The Modbus driver's network timeout and reconnect back-off are real time (modbus.timeout_s,
@@ -184,9 +188,16 @@ async def _with_broker(
     district = bench_district(
         base, workdir, broker_port, {i: sim.port_of(i) for i in ids}, spec.ack_timeout_s, spec.wire_timeout_s
     )
-    intervals = _interval_of(district)
+    intervals = interval_of(district)
     plan, unplaced = plan_night(
-        district, Resolver.for_district(district), t0, t1, rng, spec.per_variant, intervals
+        district,
+        Resolver.for_district(district),
+        t0,
+        t1,
+        rng,
+        spec.per_variant,
+        intervals,
+        clear_of_steps=not spec.over_steps,
     )
     lamps = [d for d in district.devices.values() if d.kind == "lamp"]
     fleet = SlcFleet(

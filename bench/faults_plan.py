@@ -7,7 +7,7 @@ while the lamp should be lit, a contactor stuck open only while its circuit is s
 that stop a device from following commands (no supply, a hung gateway, a silent lamp) are placed
 clear of that device's schedule steps, so that the reconciler has nothing to command meanwhile:
 the bench scores the fault detectors, and a command that cannot be carried out would add a
-legitimate `command_failed` of its own (see the report in faults.py).
+legitimate `command_failed` of its own (`faults.py --over-steps` lets them span steps to show it).
 
 The planner is pure (a seeded Random, the district and a Resolver for the desired states).
 """
@@ -186,6 +186,7 @@ class Planner:
     timeline: Timeline
     rng: random.Random
     interval_of: dict[str, float]  # alarm device -> report interval (s)
+    clear_of_steps: bool = True  # False: `blocks` faults may span schedule steps (to see what follows)
     busy: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
     def candidates(self, target: Target) -> list[str]:
@@ -235,8 +236,12 @@ class Planner:
                 for t in _range(start - SETTLE_S, start + needed + SETTLE_S)
             ):
                 continue
-            if v.blocks and any(
-                start - SETTLE_S <= s <= end + SETTLE_S for m in members for s in self.timeline.steps[m]
+            if (
+                v.blocks
+                and self.clear_of_steps
+                and any(
+                    start - SETTLE_S <= s <= end + SETTLE_S for m in members for s in self.timeline.steps[m]
+                )
             ):
                 continue
             cool = 2 * interval + FLAP_HOLDOFF_S + 2 * interval  # cleared, resolved, and some quiet
@@ -277,12 +282,13 @@ def plan_night(
     per_variant: int,
     interval_of: dict[str, float],
     warmup_s: float = 300.0,
+    clear_of_steps: bool = True,
 ) -> tuple[list[Injection], list[str]]:
     """Injections for one run over [t0, t1] (clock time), each variant `per_variant` times, in
     random order; returns them and the variants that found no place (named)."""
     devices = list(district.devices)
     timeline = Timeline.build(resolver, devices, t0 - SAMPLE_S, t1 + SAMPLE_S)
-    planner = Planner(district, timeline, rng, interval_of)
+    planner = Planner(district, timeline, rng, interval_of, clear_of_steps)
     order = [v for v in VARIANTS for _ in range(per_variant)]
     rng.shuffle(order)
     # Hard-to-place variants first: whole gateways and concentrators, then the rest.

@@ -123,9 +123,9 @@ def score(
         if t.alarm is None:
             variants[t.variant].injected += 1
             continue
-        types[t.alarm].injected += 1
-        types[t.alarm].deadlines.add(t.deadline_s)
-        variants[t.variant].injected += 1
+        for s in (types[t.alarm], variants[t.variant]):
+            s.injected += 1
+            s.deadlines.add(t.deadline_s)
         mine = [
             a
             for a in scored

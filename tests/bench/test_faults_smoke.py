@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults_night import NightSpec, _interval_of, _window
+from bench.faults_night import NightSpec, interval_of, night_window
 from bench.faults_plan import NOT_EVALUATED, SETTLE_S, VARIANTS, members_of, plan_night
 from bench.faults_score import Raised, Truth, score
 from bench.faults_setup import reduced_district
@@ -129,11 +129,11 @@ def _shows(kind: str, s: DesiredState) -> bool:
 
 def test_a_planned_night_puts_faults_where_and_when_they_can_show(district: District) -> None:
     spec = NightSpec(str(CONFIG), "2025-10-01", 1, 120.0, 2, 5400.0, 3600.0)
-    t0, t1, sunset, sunrise, day_type = _window(spec, district)
+    t0, t1, sunset, sunrise, day_type = night_window(spec, district)
     assert day_type == "holiday"
     assert t0 < sunset < sunrise < t1
     resolver = Resolver.for_district(district)
-    plan, unplaced = plan_night(district, resolver, t0, t1, random.Random(3), 2, _interval_of(district))
+    plan, unplaced = plan_night(district, resolver, t0, t1, random.Random(3), 2, interval_of(district))
     assert unplaced == []
     assert {i.variant.name for i in plan} == {v.name for v in VARIANTS}
     for inj in plan:
@@ -163,11 +163,11 @@ def test_a_planned_night_puts_faults_where_and_when_they_can_show(district: Dist
 
 
 def test_the_deadline_is_the_rule_window_plus_one_report_interval(district: District) -> None:
-    intervals = _interval_of(district)
+    intervals = interval_of(district)
     assert (intervals["ha-001"], intervals["zhg-01-u01"], intervals["hcx-plc-1"]) == (60.0, 30.0, 60.0)
     resolver = Resolver.for_district(district)
     spec = NightSpec(str(CONFIG), "2025-10-15", 1, 120.0, 1, 5400.0, 3600.0)
-    t0, t1, *_ = _window(spec, district)
+    t0, t1, *_ = night_window(spec, district)
     plan, _ = plan_night(district, resolver, t0, t1, random.Random(5), 1, intervals)
     by_name = {i.variant.name: i.deadline_s for i in plan}
     assert by_name["voltage_high:slc"] == 3 * 60 + 60

@@ -120,7 +120,7 @@ class Runtime:
         self.resolver = Resolver.for_district(self.district)
         self.feed = ResolverFeed(self.resolver)
         self.ops: Operations | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()  # running only: finished ones leave (one per command)
         self._latencies: deque[float] = deque(maxlen=2000)
         self._server: uvicorn.Server | None = None
         self.stopping = asyncio.Event()
@@ -305,9 +305,10 @@ class Runtime:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         task.set_name(name)
         task.add_done_callback(self._task_done)
-        self._tasks.append(task)
+        self._tasks.add(task)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
         if task.cancelled():
             return
         exc = task.exception()

@@ -142,11 +142,18 @@ class GroupUnit:
         circuit = self.faults.get("lamp_failure")
         return circuit in (f"k{k + 1}", "both")
 
+    def _bypassed(self, k: int) -> bool:
+        return self.faults.get("contactor_bypass", "") in (f"k{k + 1}", "both")
+
     def circuit_power(self, k: int, now: float) -> float:
         """Noise-free active power of a circuit in W."""
-        if not self.supply or self.breaker_tripped or not self.feedback(k, now) or self._lamp_failed(k):
+        if not self.supply or self.breaker_tripped or self._lamp_failed(k):
             return 0.0
-        return self.k_w[k] * (self._dim / 100.0 if self.led else 1.0)
+        if not self.feedback(k, now) and not self._bypassed(k):
+            return 0.0
+        extra = self.faults.get("extra_load")
+        share = 1.0 + (float(extra) if isinstance(extra, float | int) else 0.0)
+        return self.k_w[k] * (self._dim / 100.0 if self.led else 1.0) * share
 
     def _advance(self) -> float:
         now = self._clock.now()

@@ -24,6 +24,8 @@ Times are clock times (a ScaledClock's seconds): `@+10m` at `--speed 60` is ten 
 |---|---|---|---|
 | lamp_failure | group | circuit: k1, k2 or both (k1) | the circuit's lamps draw ~0 though the contactor is closed |
 | contactor_stuck | group | mode: k1_open, k1_closed, k2_open, k2_closed (k1_open) | that contactor stays open / closed and its feedback bit 0 / 1, whatever the coil |
+| contactor_bypass | group | circuit: k1, k2 or both (k1) | the contactor is jumpered out: its lamps draw power whenever there is supply, while coil and feedback bit still agree |
+| extra_load | group | share: of the circuits' power (0.4) | an illegal tap (or wrong lamps): every lit circuit draws (1 + share) x its healthy power |
 | breaker_tripped | group | | status bit1; voltage stays, both currents and feedback bits read 0 |
 | door_open | group, facade | | door bit (ZHD-G2 bit0, FCD-S1 bit2) |
 | leakage | group | ma: mA (45) | residual current register |
@@ -96,6 +98,8 @@ FAULTS: dict[str, FaultKind] = {
     for f in (
         FaultKind("lamp_failure", frozenset({"group"}), "circuit", _circuit, "k1"),
         FaultKind("contactor_stuck", frozenset({"group"}), "mode", _contactor, "k1_open"),
+        FaultKind("contactor_bypass", frozenset({"group"}), "circuit", _circuit, "k1"),
+        FaultKind("extra_load", frozenset({"group"}), "share", float, 0.4),
         FaultKind("breaker_tripped", frozenset({"group"})),
         FaultKind("door_open", frozenset({"group", "facade"})),
         FaultKind("leakage", frozenset({"group"}), "ma", float, 45.0),

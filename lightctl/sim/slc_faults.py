@@ -7,9 +7,14 @@ lightctl/sim/slc_model.py for the electrical side):
 |------------------|--------------|---------------------------------------------------------------------------|
 | lamp_failure     | lamp         | bit0; lamp dark, p = driver standby only (`bit=0`: no bit, power only)    |
 | relay_stuck_on   | lamp         | relay closed whatever is commanded: `on`/`level` follow commands, power    |
-|                  |              | does not; bit1 from the first time belief and relay differ (latched)      |
-| relay_stuck_off  | lamp         | relay open: p = i = pf = 0 while commanded on; bit1 as above              |
-| driver_fault     | lamp         | bit2 (DALI driver not answering); light output stays where it was         |
+|                  |              | does not; bit1 from the first time belief and relay differ (latched);     |
+|                  |              | `bit=0`: a controller that cannot sense its relay (no bit, power only)    |
+| relay_stuck_off  | lamp         | relay open: p = i = pf = 0 while commanded on; bit1 as above (`bit=0` too)|
+| driver_fault     | lamp         | bit2 (DALI driver not answering); light output stays where it was; when   |
+|                  |              | it ends the driver takes the level the controller applies again           |
+| power_share      | lamp         | the luminaire draws `share` (0.5) of its healthy lamp power (a driver set |
+|                  |              | to the wrong current, a wrong luminaire fitted); standby unchanged        |
+| deaf             | lamp         | ignores commands (no ack, no change) but keeps reporting on time          |
 | over_temperature | lamp         | bit3, t about 85 deg C (`t=`)                                             |
 | tilt             | lamp         | bit4 (pole struck)                                                        |
 | silence          | lamp / conc. | hung controller: stays connected (state `online`), no reports, no acks    |
@@ -54,11 +59,16 @@ class Fault(StrEnum):
     LOW_PF = "low_pf"
     VOLTAGE_HIGH = "voltage_high"
     VOLTAGE_LOW = "voltage_low"
+    POWER_SHARE = "power_share"
+    DEAF = "deaf"
 
 
 CONCENTRATOR_FAULTS = frozenset({Fault.SILENCE, Fault.OFFLINE})
 DEFAULT_PARAMS: dict[Fault, dict[str, float]] = {
     Fault.LAMP_FAILURE: {"bit": 1.0},
+    Fault.RELAY_STUCK_ON: {"bit": 1.0},
+    Fault.RELAY_STUCK_OFF: {"bit": 1.0},
+    Fault.POWER_SHARE: {"share": 0.5},
     Fault.OVER_TEMPERATURE: {"t": 85.0},
     Fault.CYCLING: {"every": 4.0},
     Fault.LOW_PF: {"pf": 0.78},

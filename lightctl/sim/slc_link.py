@@ -281,6 +281,8 @@ class Link:
         if not self._talks(i, now):
             return 0
         lamp = self.lamps[i]
+        if lamp.faults and lamp.fault(Fault.DEAF, now):
+            return 0  # hears nothing: no ack, no change, reports go on as before
         ack, changed = lamp.command(payload, now)
         self._publish(self.topics[i].ack, orjson.dumps(ack), 1)
         if changed:

@@ -127,6 +127,13 @@ class SimLamp:
                 return False
         return self.on
 
+    def _driver(self, now: float) -> int:
+        """The level the LED driver runs at: frozen while it does not answer (driver_fault), else
+        the level the controller applies (it tells the driver again once the driver answers)."""
+        if self.on and not (self.faults and self.fault(Fault.DRIVER_FAULT, now)):
+            self.driver_level = self.level
+        return self.driver_level
+
     def _output(self, now: float) -> float:
         """Share of rated light the luminaire gives with its relay closed."""
         if self.faults:
@@ -138,7 +145,12 @@ class SimLamp:
                 slot = math.floor((now - self.phase) / self.report_s + 1e-6)
                 if slot % every == every - 1:
                     return 0.0
-        return self.driver_level / 100
+        return self._driver(now) / 100
+
+    def _share(self, now: float) -> float:
+        """Share of the healthy lamp power drawn for the light given (power_share)."""
+        f = self.fault(Fault.POWER_SHARE, now) if self.faults else None
+        return 1.0 if f is None else f.param("share")
 
     def _pf(self, output: float, now: float) -> float:
         low = self.fault(Fault.LOW_PF, now) if self.faults else None
@@ -156,7 +168,7 @@ class SimLamp:
     def true_power(self, now: float) -> float:
         if not self.relay_closed(now):
             return 0.0
-        return self.rated_w * self._output(now) + self.electrical.standby_w
+        return self.rated_w * self._output(now) * self._share(now) + self.electrical.standby_w
 
     def true_voltage(self, now: float) -> float:
         for kind in (Fault.VOLTAGE_HIGH, Fault.VOLTAGE_LOW):
@@ -178,7 +190,7 @@ class SimLamp:
             self.stuck_seen = False
         else:
             self.stuck_seen = self.stuck_seen or self.relay_closed(now) != self.on
-            if self.stuck_seen:
+            if self.stuck_seen and stuck.param("bit"):
                 out.add("relay_stuck")
         for kind, flag in (
             (Fault.DRIVER_FAULT, "driver_fault"),
@@ -210,7 +222,7 @@ class SimLamp:
         closed = self.relay_closed(now)
         if closed:
             output = self._output(now)
-            p = (self.rated_w * output + self.electrical.standby_w) * (
+            p = (self.rated_w * output * self._share(now) + self.electrical.standby_w) * (
                 1 + (rng.uniform(-NOISE_P, NOISE_P) if noise else 0)
             )
             pf = min(1.0, self._pf(output, now) + (rng.uniform(-NOISE_PF, NOISE_PF) if noise else 0.0))
@@ -274,12 +286,8 @@ class SimLamp:
             return self._refuse(cid, "level must be an integer 0-100"), False
         self.advance(now)
         self.on = on
-        if on:
-            self.level = level
-            if self.fault(Fault.DRIVER_FAULT, now) is None:
-                self.driver_level = level
-        else:
-            self.level = 0
+        self.level = level if on else 0
+        self._driver(now)
         return self._ack(cid), True
 
     def _refuse(self, cid: str | None, why: str) -> dict[str, object]:

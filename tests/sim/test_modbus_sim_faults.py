@@ -13,7 +13,17 @@ from lightctl.clock import ManualClock
 from lightctl.sim.group_model import GroupTruth
 from lightctl.sim.modbus_faults import FaultSpec, parse_fault_spec
 from lightctl.sim.modbus_sim import ModbusSim
-from tests.sim.test_modbus_sim import FACADE_LOAD_W, K1_W, START, connect, exc_code, inputs, make_sim, s16
+from tests.sim.test_modbus_sim import (
+    FACADE_LOAD_W,
+    K1_W,
+    K2_W,
+    START,
+    connect,
+    exc_code,
+    inputs,
+    make_sim,
+    s16,
+)
 
 DOOR, BREAKER, SUPPLY_LOST, OVER_TEMP, K1_FB, K2_FB = (1 << b for b in range(6))
 
@@ -97,6 +107,33 @@ async def test_stuck_contactors_ignore_the_coil(rig: Rig) -> None:
     assert isinstance(truth, GroupTruth)
     assert truth.coil_k2
     assert not truth.feedback_k2
+
+
+async def test_a_bypassed_contactor_lights_its_circuit_with_coil_and_feedback_off(rig: Rig) -> None:
+    clock, sim, gw, _ = rig
+    sim.inject("gw-a-u01", "contactor_bypass", circuit="k2")
+    await gw.write_coils(0, [False, False], device_id=1)
+    clock.advance(1.0)
+    regs = await inputs(gw, 1)
+    assert regs[8] & (K1_FB | K2_FB) == 0  # the contactors opened as told
+    assert regs[1] == 0
+    assert regs[2] > 0  # ...but K2's lamps burn through the jumper
+    assert regs[3] == round(K2_W * 10)
+    sim.clear("gw-a-u01", "contactor_bypass")
+    assert (await inputs(gw, 1))[3] == 0
+
+
+async def test_an_extra_load_draws_more_on_every_lit_circuit(rig: Rig) -> None:
+    clock, sim, gw, _ = rig
+    sim.inject("gw-a-u02", "extra_load", share=0.4)
+    regs = await inputs(gw, 2)
+    assert regs[3] == round((K1_W + K2_W) * 1.4 * 10)
+    assert regs[8] & (K1_FB | K2_FB) == K1_FB | K2_FB
+    await gw.write_coils(0, [True, False], device_id=2)
+    clock.advance(1.0)
+    assert (await inputs(gw, 2))[3] == round(K1_W * 1.4 * 10)
+    sim.clear("gw-a-u02", "extra_load")
+    assert (await inputs(gw, 2))[3] == round(K1_W * 10)
 
 
 async def test_door_leakage_and_temperature_faults(rig: Rig) -> None:

@@ -309,3 +309,22 @@ async def test_twenty_thousand_lamps_on_shared_connections(
     finally:
         await fleet.stop()
         await watch.stop()
+
+
+async def test_a_deaf_lamp_keeps_reporting_but_ignores_commands(
+    fleet: Fleet, probe: MakeProbe, tag: str
+) -> None:
+    clock = ScaledClock(speed=60)
+    device = f"T{tag}-001"
+    watch = await probe(f"slc/{device}/up/telemetry", f"slc/{device}/up/ack")
+    f = await fleet([lamp(tag, 1, report_s=60)], clock=clock, lamps_per_connection=1)
+    f.inject(f"t{tag.lower()}-001", "deaf", until=clock.now() + 240)
+    watch.publish(f"slc/{device}/down/cmd", b'{"id": "d1", "on": true}')
+    reports = of(await watch.expect(lambda m: m.topic.endswith("/telemetry"), count=2, within=5))
+    assert [r["on"] for r in reports] == [False, False]  # periodic reports, the command not applied
+    assert not [m for m in watch.messages if m.topic.endswith("/ack")]
+    assert f.truth(f"t{tag.lower()}-001").reachable
+    await asyncio.sleep(4.5)  # past the fault's end (4 real s at x60)
+    watch.publish(f"slc/{device}/down/cmd", b'{"id": "d2", "on": true}')
+    (ack,) = of(await watch.expect(lambda m: m.topic.endswith("/ack")))
+    assert ack == {"id": "d2", "ok": True, "on": True, "level": 100}

@@ -243,7 +243,11 @@ def test_faults_appear_as_the_device_would_show_them(
     report = lamp.telemetry(T0 + 12)
     assert check(report), report  # type: ignore[operator]
     after = lamp.telemetry(T0 + 21)  # ended
-    assert (after["alarm"], after["v"], after["t"]) == (0, 220.0, healthy["t"])
+    assert (after["alarm"], after["v"]) == (0, 220.0)
+    if fault is Fault.DRIVER_FAULT:
+        assert after["p"] == 20.5  # the driver answers again and takes the level commanded meanwhile
+    else:
+        assert after["t"] == healthy["t"]
 
 
 def test_cycling_darkens_one_report_interval_in_four_without_a_command(profile: Profile) -> None:
@@ -295,3 +299,51 @@ def test_bad_fault_specs_name_the_item_and_the_problem(spec: str, message: str) 
     with pytest.raises(ValueError, match=message) as caught:
         parse_faults(spec)
     assert spec.split(";")[0] in str(caught.value)
+
+
+def test_a_relay_stuck_on_without_its_bit_burns_by_day_with_nothing_but_the_power(profile: Profile) -> None:
+    lamp = make(profile, rated_w=120)
+    command(lamp, {"id": "a", "on": True, "level": 80})
+    inject(lamp, Fault.RELAY_STUCK_ON, bit=0)
+    command(lamp, {"id": "b", "on": False}, T0 + 2)
+    report = lamp.telemetry(T0 + 3)
+    assert (report["on"], report["level"], report["alarm"]) == (False, 0, 0)  # a controller blind to it
+    assert report["p"] == 120 * 0.8 + 0.5
+    lamp.faults.clear()
+    assert lamp.telemetry(T0 + 4)["p"] == 0
+
+
+@pytest.mark.parametrize(("share", "level", "power"), [(0.5, 100, 50.5), (1.4, 100, 140.5), (0.5, 40, 20.5)])
+def test_a_power_share_fault_draws_that_share_of_the_lamp_power(
+    profile: Profile, share: float, level: int, power: float
+) -> None:
+    lamp = make(profile, rated_w=100)
+    command(lamp, {"id": "a", "on": True, "level": level})
+    inject(lamp, Fault.POWER_SHARE, start=T0 + 10, until=T0 + 20, share=share)
+    assert lamp.telemetry(T0 + 9)["p"] == level + 0.5
+    report = lamp.telemetry(T0 + 12)
+    assert (report["on"], report["level"], report["alarm"], report["p"]) == (True, level, 0, power)
+    assert lamp.telemetry(T0 + 21)["p"] == level + 0.5
+
+
+def test_a_power_share_fault_counts_in_the_energy(profile: Profile) -> None:
+    lamp = make(profile, rated_w=100)
+    command(lamp, {"id": "a", "on": True, "level": 100})
+    inject(lamp, Fault.POWER_SHARE, share=0.5)
+    before = lamp.energy_kwh
+    lamp.advance(T0 + 3600)
+    assert lamp.energy_kwh - before == pytest.approx(0.0505)
+
+
+def test_after_a_driver_fault_the_driver_takes_the_commanded_level_again(profile: Profile) -> None:
+    lamp = make(profile, rated_w=100)
+    command(lamp, {"id": "a", "on": True, "level": 100})
+    inject(lamp, Fault.DRIVER_FAULT, start=T0 + 10, until=T0 + 20)
+    command(lamp, {"id": "b", "on": True, "level": 50}, T0 + 11)
+    during = lamp.telemetry(T0 + 12)
+    assert (during["level"], during["p"], during["alarm"]) == (50, 100.5, 4)  # frozen at 100 %
+    after = lamp.telemetry(T0 + 21)
+    assert (after["level"], after["p"], after["alarm"]) == (50, 50.5, 0)  # resumed without a command
+    command(lamp, {"id": "c", "on": False}, T0 + 22)
+    command(lamp, {"id": "d", "on": True, "level": 30}, T0 + 23)
+    assert lamp.telemetry(T0 + 24)["p"] == 30.5

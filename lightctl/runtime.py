@@ -41,12 +41,15 @@ from lightctl.schedule.plans import TargetIndex
 from lightctl.schedule.resolve import Resolver
 from lightctl.services import Services
 from lightctl.state import LiveState, apply_reading
+from lightctl.store.command_log import CommandLog
 from lightctl.store.factory import open_state, open_telemetry
 from lightctl.store.pipeline import TelemetryWriter
 from lightctl.store.state import CommandLogEntry, DeviceSnapshot, StateDB
 from lightctl.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+SNAPSHOT_EVERY_S = 60.0  # real seconds
 
 
 class ResolverFeed:
@@ -58,6 +61,7 @@ class ResolverFeed:
         self.engine = engine
         self.desired: dict[str, DesiredState] = {}
         self.held: frozenset[str] = frozenset()
+        self.on_change: Callable[[list[str]], None] | None = None  # the reconciler looks at these
 
     def desired_at(self, now: float) -> dict[str, DesiredState]:
         result = self.resolver.tick(now)
@@ -66,6 +70,8 @@ class ResolverFeed:
             self.desired[dev_id] = state
             if self.engine is not None:
                 self.engine.set_desired(dev_id, state, now)
+        if result.changed and self.on_change is not None:
+            self.on_change(list(result.changed))
         if self.engine is not None and result.maintenance != self.held:
             self.engine.set_maintenance(result.maintenance)
         self.held = result.maintenance
@@ -120,6 +126,7 @@ class Runtime:
         self.resolver = Resolver.for_district(self.district)
         self.feed = ResolverFeed(self.resolver)
         self.ops: Operations | None = None
+        self.command_log: CommandLog | None = None
         self._tasks: set[asyncio.Task[Any]] = set()  # running only: finished ones leave (one per command)
         self._latencies: deque[float] = deque(maxlen=2000)
         self._server: uvicorn.Server | None = None
@@ -184,7 +191,9 @@ class Runtime:
             retry_delays=list(settings.control.retry_delays_s),
             tick_s=settings.control.tick_s,
             on_outcome=self._command_outcome,
+            scan_all=False,
         )
+        self.feed.on_change = self.reconciler.changed
         self.services.extras.update(
             operations=self.ops,
             maintenance=self.ops,
@@ -206,6 +215,8 @@ class Runtime:
             await self.mqtt.start()
         if self.modbus is not None:
             await self.modbus.start()
+        self.command_log = CommandLog(state)
+        self._spawn(self.command_log.run(), "command-log")
         self._spawn(self.reconciler.run(), "reconciler")
         self._spawn(self._snapshots(self.state), "device-snapshots")
         self._spawn(self.ops.watch(), "overrides-watch")
@@ -276,7 +287,7 @@ class Runtime:
                     self.engine.broker_up(self.clock.now())
                     if up is not None and self.reconciler is not None:
                         lamps = [d.id for d in self.district.devices.values() if d.kind == "lamp"]
-                        self.reconciler.reassert(lamps)
+                        self.reconciler.retry_now(lamps)
                 elif up is not None:
                     self.engine.broker_down(self.clock.now())
                 up = now_up
@@ -327,10 +338,12 @@ class Runtime:
             st.online = None  # not heard from since the restart
 
     async def _snapshots(self, state: StateDB) -> None:
-        """Save every device's latest reading now and then, so a restart resumes from it."""
+        """Save every device's latest reading now and then, so a restart resumes from it. A minute
+        apart: at city scale it is a whole-inventory write, and a restored state that is out of date
+        is corrected by the device's next report (the reconciler acts on it at once)."""
         saved: dict[str, float] = {}
         while True:
-            await asyncio.sleep(10.0)
+            await asyncio.sleep(SNAPSHOT_EVERY_S)
             now = self.clock.now()
             batch = [
                 DeviceSnapshot(dev_id, st.last, bool(st.online), now)
@@ -387,7 +400,7 @@ class Runtime:
         elif outcome.final and self._reachable(outcome.device):
             why = f"{r.detail} (after {outcome.attempt} attempts)"
             self.alarms.raise_alarm("command_failed", outcome.device, now, why)
-        if self.state is None:
+        if self.command_log is None:
             return
         entry = CommandLogEntry(
             id=r.command_id,
@@ -400,7 +413,7 @@ class Runtime:
             latency_s=r.latency_s,
             completed=self.clock.now(),
         )
-        self._spawn(self.state.log_command(entry), "command-log")
+        self.command_log.add(entry)
 
     def _backlog(self) -> float:
         """Readings waiting for the telemetry database (in memory and in the outage buffer)."""
@@ -509,6 +522,8 @@ class Runtime:
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
+        if self.command_log is not None:
+            await self.command_log.flush()
         if self.mqtt is not None:
             await self.mqtt.stop()
         if self.modbus is not None:

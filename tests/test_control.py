@@ -258,3 +258,61 @@ async def test_silent_lamp_is_retried_then_command_failed(rig: Rig) -> None:
     assert not any(o.final for o in attempts[:-1])
     # the retries were spaced 2, 4 and 8 clock seconds apart (plus the ack wait each time)
     assert "acknowledgement" in attempts[-1].result.detail
+
+
+async def test_restart_leaves_alone_what_already_shows_the_desired_state(rig: Rig) -> None:
+    rig.want = all_on(rig.district)
+    first = await run_reconciler(rig)
+    await wait_for(rig.converged, 30, "first convergence")
+    await wait_for(lambda: rig.current is not None and rig.current.pending() == 0, 10, "acks to arrive")
+    await stop(first)
+    lamps = [d for d, dev in rig.district.devices.items() if dev.kind == "lamp"]
+    for lamp in lamps:  # only the lamps' desired state moves on while lightctl is down
+        rig.want[lamp] = DesiredState(on=True, level=45)
+    rig.outcomes.clear()
+    second = await run_reconciler(rig)
+    try:
+        await wait_for(rig.converged, 30, "convergence after the restart")
+        await asyncio.sleep(1.0)
+    finally:
+        await stop(second)
+    commanded = {o.device for o in rig.outcomes}
+    assert commanded == set(lamps), sorted(commanded - set(lamps))[:5]
+
+
+@dataclass
+class _Counting:
+    inner: _Send
+    busy: int = 0
+    most: int = 0
+
+    async def apply(self, device_id: str, desired: DesiredState):  # type: ignore[no-untyped-def]
+        self.busy += 1
+        self.most = max(self.most, self.busy)
+        try:
+            return await self.inner.apply(device_id, desired)
+        finally:
+            self.busy -= 1
+
+
+async def test_no_more_commands_in_flight_than_slots_and_the_queue_drains(rig: Rig) -> None:
+    rig.want = {d: s for d, s in all_on(rig.district).items() if rig.district.devices[d].kind == "lamp"}
+    port = _Counting(_Send(rig.mqtt))
+    reconciler = Reconciler(
+        devices=rig.district.devices,
+        live=rig.live,
+        ports={"lamp": port},
+        clock=rig.clock,
+        desired_fn=lambda now: rig.want,
+        max_in_flight={"lamp": 3},
+        on_outcome=rig.outcomes.append,
+    )
+    rig.current = reconciler
+    task = asyncio.create_task(reconciler.run())
+    try:
+        await wait_for(rig.converged, 30, "20 lamps through 3 slots")
+        await wait_for(lambda: reconciler.pending() == 0, 10, "the queue to drain")
+    finally:
+        await stop(task)
+    assert port.most == 3
+    assert {o.device for o in rig.outcomes if o.result.ok} == set(rig.want)

@@ -59,27 +59,36 @@ class SqliteLogs(SqliteTables):
     # Commands
 
     async def log_command(self, entry: CommandLogEntry) -> None:
-        """First call records the command; later calls with the same id add its result."""
-        ok = None if entry.ok is None else int(entry.ok)
+        await self.log_commands([entry])
+
+    async def log_commands(self, entries: Sequence[CommandLogEntry]) -> None:
+        """One transaction for many entries. The first entry of an id records the command; later ones
+        with the same id add its result."""
+        rows = [
+            (
+                e.id,
+                e.device,
+                codec.dump_desired(e.desired),
+                e.issued,
+                None if e.ok is None else int(e.ok),
+                e.result,
+                e.confirmed_by,
+                e.latency_s,
+                e.completed,
+            )
+            for e in entries
+        ]
+        if not rows:
+            return
         await self._db.transaction(
-            lambda conn: conn.execute(
+            lambda conn: conn.executemany(
                 f"INSERT INTO commands ({COMMAND_COLS}) VALUES (?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (id) DO UPDATE SET ok = COALESCE(excluded.ok, commands.ok),"
                 " result = COALESCE(excluded.result, commands.result),"
                 " confirmed_by = COALESCE(excluded.confirmed_by, commands.confirmed_by),"
                 " latency_s = COALESCE(excluded.latency_s, commands.latency_s),"
                 " completed = COALESCE(excluded.completed, commands.completed)",
-                (
-                    entry.id,
-                    entry.device,
-                    codec.dump_desired(entry.desired),
-                    entry.issued,
-                    ok,
-                    entry.result,
-                    entry.confirmed_by,
-                    entry.latency_s,
-                    entry.completed,
-                ),
+                rows,
             )
         )
 

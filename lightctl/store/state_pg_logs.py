@@ -123,27 +123,37 @@ class PgLogs(PgTables):
     # Commands
 
     async def log_command(self, entry: CommandLogEntry) -> None:
-        """First call records the command; later calls with the same id add its result."""
+        await self.log_commands([entry])
+
+    async def log_commands(self, entries: Sequence[CommandLogEntry]) -> None:
+        """One transaction for many entries. The first entry of an id records the command; later ones
+        with the same id add its result."""
+        rows = [
+            (
+                e.id,
+                e.device,
+                codec.dump_desired(e.desired),
+                float(e.issued),
+                e.ok,
+                e.result,
+                e.confirmed_by,
+                e.latency_s,
+                e.completed,
+            )
+            for e in entries
+        ]
+        if not rows:
+            return
 
         async def write(cur: Cursor) -> None:
-            await cur.execute(
+            await cur.executemany(
                 f"INSERT INTO commands ({COMMAND_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
                 " ON CONFLICT (id) DO UPDATE SET ok = COALESCE(excluded.ok, commands.ok),"
                 " result = COALESCE(excluded.result, commands.result),"
                 " confirmed_by = COALESCE(excluded.confirmed_by, commands.confirmed_by),"
                 " latency_s = COALESCE(excluded.latency_s, commands.latency_s),"
                 " completed = COALESCE(excluded.completed, commands.completed)",
-                (
-                    entry.id,
-                    entry.device,
-                    codec.dump_desired(entry.desired),
-                    float(entry.issued),
-                    entry.ok,
-                    entry.result,
-                    entry.confirmed_by,
-                    entry.latency_s,
-                    entry.completed,
-                ),
+                rows,
             )
 
         await self._db.run(write)

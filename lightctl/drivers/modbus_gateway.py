@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 MIN_WIRE_TIMEOUT_S = 0.25  # a scaled demo clock must not shrink network timeouts below this
 SILENT_CODES = (10, 11)  # gateway path unavailable / target device failed to respond
 COMMANDS_BEFORE_POLL_S = 5.0  # clock seconds of commands before the next unit poll gets its turn
+REPROBE_S = 600.0  # clock seconds before registers a unit refused are asked for again
 
 
 class GatewayWorker:
@@ -157,6 +158,8 @@ class GatewayWorker:
 
     async def _poll(self, unit: UnitState) -> None:
         plan = unit.plan
+        if plan.refused_since is not None and self._clock.now() - plan.refused_since >= REPROBE_S:
+            plan.restore()  # a device whose firmware was updated, or a refusal the gateway made up
         values: dict[str, float] = {}
         flags: set[str] = set()
         pending = list(plan.blocks)
@@ -175,11 +178,12 @@ class GatewayWorker:
                 if len(block.registers) > 1:
                     pending[:0] = plan.split(block)
                 else:
-                    plan.drop(block, str(exc))
+                    plan.drop(block, str(exc), self._clock.now())
                     self._drops.count("modbus_register_refused")
                     log.warning(
-                        "%s: %s %r refused with %s; no longer read (check profile %s)",
-                        plan.device.id, block.table, block.registers[0].name, exc, plan.profile.id,
+                        "%s: %s %r refused with %s; not read for %g s (check profile %s)",
+                        plan.device.id, block.table, block.registers[0].name, exc, REPROBE_S,
+                        plan.profile.id,
                     )  # fmt: skip
                 continue
             decoded = plan.decode(block, data)
@@ -348,6 +352,8 @@ class GatewayWorker:
     def _unit_ok(self, unit: UnitState) -> None:
         self._reference = unit
         unit.failed = 0
+        if unit.online is False:
+            unit.plan.restore()  # whatever it refused while its path was failing is asked for again
         if unit.online is not True:
             unit.online = True
             now = self._clock.now()

@@ -88,6 +88,7 @@ class UnitPlan:
         self.spec: ModbusSpec = profile.modbus
         self.unit_id: int = device.unit_id
         self.refused: dict[str, str] = {}  # register name -> why the device refused it
+        self.refused_since: float | None = None  # when the first of them was dropped
         self.blocks = self._plan(list(self.spec.registers))
 
     def _plan(self, registers: list[Register]) -> list[Block]:
@@ -106,11 +107,21 @@ class UnitPlan:
         self.blocks[index : index + 1] = singles
         return singles
 
-    def drop(self, block: Block, why: str) -> None:
+    def drop(self, block: Block, why: str, now: float) -> None:
         """Stop reading a register the device refused; the others go back to block reads."""
         for reg in block.registers:
             self.refused[reg.name] = why
+        if self.refused_since is None:
+            self.refused_since = now
         self.blocks = self._plan([r for r in self.spec.registers if r.name not in self.refused])
+
+    def restore(self) -> None:
+        """Read every register of the profile again. A refusal may have come from a gateway that was
+        misbehaving rather than from the device, so it is not held against the device for ever."""
+        if self.refused:
+            self.refused.clear()
+            self.refused_since = None
+            self.blocks = self._plan(list(self.spec.registers))
 
     def decode(self, block: Block, data: list[int] | list[bool]) -> Decoded:
         values: dict[str, float] = {}

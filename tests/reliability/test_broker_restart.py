@@ -22,11 +22,6 @@ CONVERGE_S = 10.0  # design.md section 9: converged within 10 s of recovery
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="known bug: lamps given a new level while the broker was down do not all take it within "
-    "10 s of its return (reported in the issue note); kept so that the fix shows as XPASS",
-    strict=False,
-)
 def test_broker_restart_mid_night_converges_and_raises_one_comm_episode(
     make_rig: MakeRig, mosquitto: servers.Mosquitto
 ) -> None:

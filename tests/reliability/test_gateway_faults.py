@@ -63,11 +63,6 @@ def garbage_responder(seed: int = 7) -> Any:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="known bug: an exception answer from a garbage gateway drops a register from the poll "
-    "until restart (modbus_gateway._poll, plan.drop); reported in the issue note",
-    strict=False,
-)
 def test_hung_and_garbage_gateways_cost_only_their_own_units(
     make_rig: MakeRig, mosquitto: servers.Mosquitto
 ) -> None:

@@ -29,6 +29,7 @@ from lightctl.control import Outcome, Reconciler
 from lightctl.drivers.modbus import ModbusDriver
 from lightctl.drivers.mqtt import MqttDriver
 from lightctl.faults import messages
+from lightctl.faults.energy_watch import EnergyWatch
 from lightctl.faults.engine import FaultEngine
 from lightctl.faults.kpi import KpiService, faulty_devices
 from lightctl.faults.lifecycle import AlarmManager
@@ -227,6 +228,9 @@ class Runtime:
         self._spawn(engine.run(), "fault-engine")
         self._spawn(self.notifier.run(), "notifier")
         self._spawn(self.kpi.run(), "kpi")
+        # energy_anomaly: each night judged against its baseline a little after its morning close
+        self.energy = EnergyWatch(d, lambda: self.resolver, self.alarms, self.clock, self.writer.backend)
+        self._spawn(self.energy.run(), "energy-watch")
         self._spawn(self._watch_broker(), "broker-watch")
         self._spawn(self._watch_calendar(), "calendar-watch")
         for make in self.extra_tasks:

@@ -202,7 +202,15 @@ class Thresholds(Strict):
     leakage_ma: float = 30.0
     supply_lost_v: float = 50.0
     comm_loss_intervals: float = 3.0
-    energy_deviation: float = 0.20
+    # energy_anomaly (docs/alarms.md): deviation from the median of the device's last
+    # `energy_baseline_nights` nights on the same program, judged with at least `energy_min_nights`
+    # of them and a baseline of at least `energy_min_kwh`; nights older than `energy_lookback_nights`
+    # are forgotten.
+    energy_deviation: float = Field(0.20, gt=0)
+    energy_baseline_nights: int = Field(7, ge=1)
+    energy_min_nights: int = Field(3, ge=1)
+    energy_min_kwh: float = Field(0.05, ge=0)
+    energy_lookback_nights: int = Field(35, ge=1, le=400)
     # Episode handling (docs/alarms.md): healthy reports that clear a condition, how long a cleared
     # condition must stay clear before its alarm auto-resolves (a re-fire sooner continues the same
     # alarm), and how long after a command readings are not judged against the new desired state.

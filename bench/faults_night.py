@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import math
 import random
 import shutil
 import signal
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from bench.faults_history import continue_counters, seed_history
 from bench.faults_plan import Injection, members_of, plan_night
 from bench.faults_probe import EvidenceRecorder, LoopLag, ReadingGaps
 from bench.faults_score import Raised, Truth
@@ -40,6 +42,7 @@ from bench.faults_setup import (
 from lightctl.clock import ScaledClock
 from lightctl.config.loader import District, load
 from lightctl.drivers import modbus_gateway, modbus_link
+from lightctl.faults import energy_watch
 from lightctl.runtime import Runtime
 from lightctl.schedule.resolve import Resolver
 from lightctl.schedule.sun import SunClock
@@ -129,6 +132,20 @@ def interval_of(d: District) -> dict[str, float]:
     return out
 
 
+def energy_close_at(resolver: Resolver, night: dt.date) -> float:
+    """When lightctl judges the night's energy (lightctl/faults/energy_watch.py)."""
+    close = resolver.sun.night(night).sunrise + energy_watch.CLOSE_AFTER_SUNRISE_S
+    return math.ceil(close / 3600) * 3600 + energy_watch.SETTLE_S
+
+
+def command_window_s(d: District, spec: NightSpec) -> float:
+    """Clock seconds from a schedule step to command_failed for a lamp that never acknowledges:
+    the reconciler's tick, every attempt's acknowledgement timeout (real seconds, so x speed) and
+    the retry delays."""
+    retries = d.settings.control.retry_delays_s
+    return 2 * d.settings.control.tick_s + (len(retries) + 1) * spec.ack_timeout_s * spec.speed + sum(retries)
+
+
 def night_window(spec: NightSpec, d: District) -> tuple[float, float, float, float, str]:
     site = d.settings.site
     tz = ZoneInfo(site.timezone)
@@ -149,6 +166,16 @@ async def _run(spec: NightSpec) -> NightResult:
     base = reduced_district(load(spec.config))
     t0, t1, sunset, sunrise, day_type = night_window(spec, base)
     rng = random.Random(spec.seed)
+    workdir = Path(tempfile.mkdtemp(prefix="lightctl-bench-faults-"))
+    # energy_anomaly's baselines: the nights before this one, written before the clock starts.
+    lookback = max(
+        base.settings.thresholds_for(k).energy_lookback_nights for k in ("lamp", "group", "facade")
+    )
+    counters, written = await seed_history(
+        base, Resolver.for_district(base), workdir / "telemetry.db", dt.date.fromisoformat(spec.night),
+        lookback, t0 - spec.warmup_s,
+    )  # fmt: skip
+    _say(spec, f"history: {lookback} earlier nights, {written} energy readings")
     clock = ScaledClock(start=t0 - spec.warmup_s, speed=spec.speed)
     # The Modbus driver's network timeout and reconnect back-off are real time (modbus.timeout_s,
     # floored at 0.25 s; 0.5-8 s between connect attempts): at 120x, 1 s real is 2 clock minutes, a
@@ -157,11 +184,10 @@ async def _run(spec: NightSpec) -> NightResult:
     # timeout of a few clock seconds (still far above a loopback round trip) and a scaled back-off.
     modbus_gateway.MIN_WIRE_TIMEOUT_S = spec.wire_timeout_s
     modbus_link.BACKOFF_S = tuple(b / spec.speed for b in _SPEED1_BACKOFF_S)  # type: ignore[assignment]
-    workdir = Path(tempfile.mkdtemp(prefix="lightctl-bench-faults-"))
     try:
         with private_mosquitto() as broker_port:
             return await _with_broker(
-                spec, base, clock, broker_port, workdir, rng, (t0, t1), day_type, (sunset, sunrise)
+                spec, base, clock, broker_port, workdir, rng, (t0, t1), day_type, (sunset, sunrise), counters
             )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -177,6 +203,7 @@ async def _with_broker(
     span: tuple[float, float],
     day_type: str,
     sun: tuple[float, float],
+    counters: dict[str, float],
 ) -> NightResult:
     t0, t1 = span
     ids = modbus_targets(base)
@@ -189,15 +216,18 @@ async def _with_broker(
         base, workdir, broker_port, {i: sim.port_of(i) for i in ids}, spec.ack_timeout_s, spec.wire_timeout_s
     )
     intervals = interval_of(district)
+    resolver = Resolver.for_district(district)
     plan, unplaced = plan_night(
         district,
-        Resolver.for_district(district),
+        resolver,
         t0,
         t1,
         rng,
         spec.per_variant,
         intervals,
         clear_of_steps=not spec.over_steps,
+        command_s=command_window_s(district, spec),
+        close_at=energy_close_at(resolver, dt.date.fromisoformat(spec.night)),
     )
     lamps = [d for d in district.devices.values() if d.kind == "lamp"]
     fleet = SlcFleet(
@@ -205,6 +235,7 @@ async def _with_broker(
         lamps_per_connection=1,
     )  # fmt: skip
     await fleet.start()
+    continue_counters(counters, fleet, sim)
     _inject(plan, fleet, sim)
     runtime = Runtime(district, clock, host=HOST, port=free_port())
     cpu0, real0 = time.process_time(), time.monotonic()

@@ -23,7 +23,17 @@ from lightctl.config.loader import District
 from lightctl.model import DesiredState
 from lightctl.schedule.resolve import Resolver
 
-Target = Literal["lamp", "lamp_direct", "lamp_behind", "concentrator", "group", "gateway", "facade"]
+Target = Literal[
+    "lamp",
+    "lamp_direct",
+    "lamp_dimmable",
+    "lamp_behind",
+    "concentrator",
+    "group",
+    "group_fixed",
+    "gateway",
+    "facade",
+]
 Shows = Literal["any", "lamp_lit", "lamp_pf", "lamp_dark", "k1_on", "k1_off", "k2_on", "k2_off"]
 
 FLAP_HOLDOFF_S = 300.0  # Thresholds.flap_holdoff_s: an alarm resolves this long after it cleared
@@ -43,6 +53,11 @@ class Variant:
     shows: Shows = "any"  # when the fault can be seen
     blocks: bool = False  # keep clear of the device's schedule steps (it cannot follow commands)
     params: tuple[tuple[str, str | float], ...] = ()
+    # The fault spans a schedule step of its device, which the device does not follow: the rule's
+    # window is from that step to the reconciler's last retry (command_failed).
+    over_step: bool = False
+    # The fault lasts the whole run and is judged at the night's energy close (energy_anomaly).
+    whole_night: bool = False
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -101,22 +116,28 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("comm_loss:zhd-no-response", "comm_loss", "modbus", "no_response", "group", 3, blocks=True),
     Variant("comm_loss:gateway-hang", "comm_loss", "modbus", "gateway_hang", "gateway", 3, blocks=True),
     Variant("comm_loss:fcd-hang", "comm_loss", "modbus", "gateway_hang", "facade", 3, blocks=True),
+    # A welded relay on a controller that cannot sense it: no bit1, the lamp burns by day.
+    Variant("day_burner:slc-welded", "day_burner", "slc", "relay_stuck_on", "lamp", rule_window_s=600.0,
+            shows="lamp_dark", params=(("bit", 0.0),)),
+    # A jumper around K2's contactor: coil and feedback off after 23:30, the side heads still burn.
+    Variant("day_burner:zhd-k2-bypass", "day_burner", "modbus", "contactor_bypass", "group",
+            rule_window_s=600.0, shows="k2_off", params=(("circuit", "k2"),)),
+    Variant("dim_mismatch:slc-half", "dim_mismatch", "slc", "power_share", "lamp_dimmable", 3,
+            shows="lamp_lit", params=(("share", 0.5),)),
+    Variant("dim_mismatch:slc-overdrive", "dim_mismatch", "slc", "power_share", "lamp_dimmable", 3,
+            shows="lamp_lit", params=(("share", 1.4),)),
+    Variant("command_failed:slc-deaf", "command_failed", "slc", "deaf", "lamp_direct", shows="lamp_lit",
+            over_step=True),
+    # An illegal tap on a 中华灯 group without LED drivers: +40 % on every lit circuit all night; no
+    # per-reading rule sees it (dim_mismatch is for dimmable devices only).
+    Variant("energy_anomaly:zhd-extra-load", "energy_anomaly", "modbus", "extra_load", "group_fixed",
+            whole_night=True, params=(("share", 0.4),)),
     Variant("none:zhd-cold-cabinet", None, "modbus", "temperature", "group", params=(("c", -15.0),)),
     Variant("none:zhd-warm-cabinet", None, "modbus", "temperature", "group", params=(("c", 65.0),)),
 )  # fmt: skip
 
-# Alarm types of design.md section 4 that no simulator fault produces on its own, and why.
+# Alarm types of design.md section 4 that no simulator fault produces, and why.
 NOT_EVALUATED: dict[str, str] = {
-    "day_burner": "no simulator fault: a stuck-closed SLC-M1 relay always sets bit1 (relay_failure) and a "
-    "welded ZHD-G2 contactor shows in its feedback bit (relay_failure); both explain the burn, so the "
-    "detector rightly raises relay_failure only",
-    "dim_mismatch": "no simulator fault draws 25-75 % or > 125 % of the expected power: lamp_failure draws "
-    "~0, driver_fault (which freezes the light output) is control_gear_failure and suppresses "
-    "dim_mismatch, and FCD-S1 channel faults are part of the expected power",
-    "command_failed": "no simulator fault makes a device ignore commands while it keeps reporting "
-    "(SLC-M1 `silence` also stops its reports: comm_loss)",
-    "energy_anomaly": "not implemented: docs/alarms.md lists it as raised by other parts, and nothing "
-    "in lightctl raises it",
     "calendar_data_missing": "not a field fault (a missing holiday file); skipped as the brief says",
 }
 
@@ -131,11 +152,14 @@ class Injection:
     start: float
     end: float
     interval_s: float  # report interval of the alarm's device
+    window_end: float | None = None  # the rule's window ends here (a step's last retry, the close)
 
     @property
     def deadline_s(self) -> float:
         """design.md section 9: the rule's own window plus one report interval."""
         v = self.variant
+        if self.window_end is not None:
+            return self.window_end - self.start + self.interval_s
         window = v.rule_window_s if v.rule_window_s is not None else v.reports * self.interval_s
         return window + self.interval_s
 
@@ -188,6 +212,9 @@ class Planner:
     interval_of: dict[str, float]  # alarm device -> report interval (s)
     clear_of_steps: bool = True  # False: `blocks` faults may span schedule steps (to see what follows)
     busy: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    command_s: float = 180.0  # a command's attempts and retries, clock s (over_step variants)
+    close_at: float | None = None  # the night's energy is judged then (whole_night variants)
+    whole: set[str] = field(default_factory=set)  # whole-night targets: no other fault on them
 
     def candidates(self, target: Target) -> list[str]:
         d = self.district
@@ -195,9 +222,11 @@ class Planner:
         pools: dict[Target, list[str]] = {
             "lamp": [x.id for x in lamps],
             "lamp_direct": [x.id for x in lamps if x.concentrator is None],
+            "lamp_dimmable": [x.id for x in lamps if x.dimmable],
             "lamp_behind": [x.id for x in lamps if x.concentrator is not None],
             "concentrator": [c.id for c in d.concentrators.values() if c.lamps],
             "group": [x.id for x in d.devices.values() if x.kind == "group"],
+            "group_fixed": [x.id for x in d.devices.values() if x.kind == "group" and not x.dimmable],
             "gateway": [g.id for g in d.gateways.values() if g.units],
             "facade": [x.id for x in d.devices.values() if x.kind == "facade"],
         }
@@ -217,10 +246,16 @@ class Planner:
     def place(
         self, ident: int, v: Variant, t_first: float, t_last: float, tries: int = 200
     ) -> Injection | None:
+        if v.over_step:
+            return self.place_over_step(ident, v, t_first, t_last, tries)
+        if v.whole_night:
+            return self.place_whole_night(ident, v, t_first, t_last, tries)
         pool = self.candidates(v.target)
         shows = _shows(v.shows)
         for _ in range(tries):
             target = self.rng.choice(pool)
+            if target in self.whole:
+                continue
             interval = self.interval_of[target]
             window = v.rule_window_s if v.rule_window_s is not None else v.reports * interval
             needed = window + 3 * interval  # past the deadline, so a late alarm would still be seen
@@ -254,6 +289,59 @@ class Planner:
             return Injection(ident, v, target, start, end, interval)
         return None
 
+    def place_over_step(
+        self, ident: int, v: Variant, t_first: float, t_last: float, tries: int
+    ) -> Injection | None:
+        """Around one schedule step of the device, lit before and after it (a dimming step), clear
+        of its other steps."""
+        pool = self.candidates(v.target)
+        shows = _shows(v.shows)
+        for _ in range(tries):
+            target = self.rng.choice(pool)
+            interval = self.interval_of[target]
+            steps = [x for x in self.timeline.steps[target] if t_first + SETTLE_S + 600 < x < t_last]
+            if not steps:
+                continue
+            step = self.rng.choice(steps)
+            start = step - self.rng.uniform(SETTLE_S, 600.0)
+            window_end = step + self.command_s
+            end = window_end + 3 * interval + self.rng.uniform(0, 600.0)
+            if end > t_last or not all(
+                shows(self.timeline.state(target, t)) for t in _range(start - SETTLE_S, end + SETTLE_S)
+            ):
+                continue
+            if any(start - SETTLE_S <= x <= end + SETTLE_S for x in self.timeline.steps[target] if x != step):
+                continue
+            span = (start - 2 * interval, end + 2 * interval + FLAP_HOLDOFF_S + 2 * interval)
+            if _overlaps(span, self.busy.get(target, [])):
+                continue
+            self.busy.setdefault(target, []).append(span)
+            return Injection(ident, v, target, start, end, interval, window_end)
+        return None
+
+    def place_whole_night(
+        self, ident: int, v: Variant, t_first: float, t_last: float, tries: int
+    ) -> Injection | None:
+        """From the run's first to its last moment, on a device nothing else happens to."""
+        if self.close_at is None:
+            return None
+        pool = [x for x in self.candidates(v.target) if x not in self.busy]
+        # All on one feeder (the one with most candidates), so that the others stay free for the
+        # faults of whole gateways, which must not overlap a fault of one of their groups.
+        feeders: dict[str | None, list[str]] = {}
+        for x in pool:
+            feeders.setdefault(self.district.devices[x].gateway, []).append(x)
+        if not feeders:
+            return None
+        pool = max(feeders.values(), key=len)
+        target = self.rng.choice(pool)
+        interval = self.interval_of[target]
+        if self.close_at + interval > t_last:
+            return None
+        self.whole.add(target)
+        self.busy.setdefault(target, []).append((t_first - 3600.0, t_last + 3600.0))
+        return Injection(ident, v, target, t_first, t_last, interval, self.close_at)
+
 
 def members_of(district: District, target: str) -> list[str]:
     """Devices whose state a fault of `target` touches (a gateway's units, a concentrator's lamps)."""
@@ -283,16 +371,21 @@ def plan_night(
     interval_of: dict[str, float],
     warmup_s: float = 300.0,
     clear_of_steps: bool = True,
+    command_s: float = 180.0,
+    close_at: float | None = None,
 ) -> tuple[list[Injection], list[str]]:
     """Injections for one run over [t0, t1] (clock time), each variant `per_variant` times, in
-    random order; returns them and the variants that found no place (named)."""
+    random order; returns them and the variants that found no place (named). `command_s`: how long
+    a command's attempts take; `close_at`: when the night's energy is judged (None: not in the run)."""
     devices = list(district.devices)
     timeline = Timeline.build(resolver, devices, t0 - SAMPLE_S, t1 + SAMPLE_S)
-    planner = Planner(district, timeline, rng, interval_of, clear_of_steps)
+    planner = Planner(
+        district, timeline, rng, interval_of, clear_of_steps, command_s=command_s, close_at=close_at
+    )
     order = [v for v in VARIANTS for _ in range(per_variant)]
     rng.shuffle(order)
-    # Hard-to-place variants first: whole gateways and concentrators, then the rest.
-    order.sort(key=lambda v: v.target not in ("gateway", "concentrator"))
+    # Hard-to-place variants first: whole nights, whole gateways and concentrators, then the rest.
+    order.sort(key=lambda v: (not v.whole_night, v.target not in ("gateway", "concentrator")))
     planned: list[Injection] = []
     unplaced: list[str] = []
     for v in order:

@@ -91,6 +91,7 @@ class Outcome:
     variants: dict[str, TypeScore]
     misses: list[dict[str, object]]
     false_positives: list[dict[str, object]]
+    explained: list[dict[str, object]] = field(default_factory=list)  # energy_anomaly of other faults
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -110,6 +111,12 @@ Stalls = dict[str, list[tuple[float, float]]]  # night -> (clock time, clock sec
 Gaps = dict[str, dict[str, list[tuple[float, float]]]]  # night -> device -> (from, to) without readings
 
 
+# A night's energy is the sum of everything that happened to the device that night: an
+# energy_anomaly on a device that had other injected faults that night (a lamp left at full power
+# for two hours by a missed dimming command) is theirs, not a false positive, and is not scored.
+NIGHTLY = "energy_anomaly"
+
+
 def score(
     truths: list[Truth], alarms: list[Raised], stalls: Stalls | None = None, gaps: Gaps | None = None
 ) -> Outcome:
@@ -117,6 +124,7 @@ def score(
     variants: dict[str, TypeScore] = defaultdict(TypeScore)
     misses: list[dict[str, object]] = []
     fps: list[dict[str, object]] = []
+    explained: list[dict[str, object]] = []
     scored = [a for a in alarms if a.parent is None]
     used: set[tuple[str, int]] = set()
     for t in sorted(truths, key=lambda t: t.start):
@@ -167,8 +175,12 @@ def score(
                 ),
             }
         )
+    touched = {(t.night, d) for t in truths if t.alarm != NIGHTLY for d in (t.device, *t.members)}
     for a in scored:
         if (a.night, a.ident) in used:
+            continue
+        if a.type == NIGHTLY and (a.night, a.device) in touched:
+            explained.append({"night": a.night, "device": a.device, "detail": a.detail})
             continue
         types[a.type].false_positives += 1
         during = _explain(a, truths)
@@ -190,7 +202,7 @@ def score(
                 ),
             }
         )
-    return Outcome(dict(types), dict(variants), misses, fps)
+    return Outcome(dict(types), dict(variants), misses, fps, explained)
 
 
 def _stall(stalls: Stalls | None, night: str, start: float, end: float) -> float:

@@ -262,6 +262,10 @@ class SlcFleet:
 
     # --- the truth ------------------------------------------------------------------------------
 
+    def lamp(self, device_id: str) -> SimLamp:
+        """The simulated controller of a lamp (inventory or wire id), e.g. to set its counters."""
+        return self._lamps[device_id][0]
+
     def lamp_ids(self) -> list[str]:
         return [lamp.device_id for link in self._links for lamp in link.lamps]
 

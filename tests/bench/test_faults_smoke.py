@@ -6,12 +6,13 @@ and where they put faults is right, against the simulators' and the scheduler's 
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from pathlib import Path
 
 import pytest
 
-from bench.faults_night import NightSpec, interval_of, night_window
+from bench.faults_night import NightSpec, energy_close_at, interval_of, night_window
 from bench.faults_plan import NOT_EVALUATED, SETTLE_S, VARIANTS, members_of, plan_night
 from bench.faults_score import Raised, Truth, score
 from bench.faults_setup import reduced_district
@@ -128,12 +129,15 @@ def _shows(kind: str, s: DesiredState) -> bool:
 
 
 def test_a_planned_night_puts_faults_where_and_when_they_can_show(district: District) -> None:
-    spec = NightSpec(str(CONFIG), "2025-10-01", 1, 120.0, 2, 5400.0, 3600.0)
+    spec = NightSpec(str(CONFIG), "2025-10-01", 1, 120.0, 2, 5400.0, 7200.0)
     t0, t1, sunset, sunrise, day_type = night_window(spec, district)
     assert day_type == "holiday"
     assert t0 < sunset < sunrise < t1
     resolver = Resolver.for_district(district)
-    plan, unplaced = plan_night(district, resolver, t0, t1, random.Random(3), 2, interval_of(district))
+    close_at = energy_close_at(resolver, dt.date(2025, 10, 1))
+    plan, unplaced = plan_night(
+        district, resolver, t0, t1, random.Random(3), 2, interval_of(district), close_at=close_at
+    )
     assert unplaced == []
     assert {i.variant.name for i in plan} == {v.name for v in VARIANTS}
     for inj in plan:

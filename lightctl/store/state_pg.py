@@ -29,7 +29,7 @@ from lightctl.store.state_rows import (
 _RESOLVED = AlarmState.RESOLVED.value
 _ALARM_SET = (
     "type, severity, device, state, first_seen, last_seen, parent, assignee, note, held, resolved_at,"
-    " resolution"
+    " resolution, detail"
 )
 _ACTIVE = "start_ts <= %s AND until_ts > %s AND (ended_at IS NULL OR ended_at > %s)"
 
@@ -105,6 +105,7 @@ class PgStateDB(PgLogs):
                 alarm.held,
                 resolved_at,
                 how,
+                alarm.detail,
             )
             if alarm.id is None:
                 inserted = await _insert_or_find(cur, alarm, values)
@@ -117,7 +118,7 @@ class PgStateDB(PgLogs):
                     await cur.execute(
                         "UPDATE alarms SET type=%s, severity=%s, device=%s, state=%s, first_seen=%s,"
                         " last_seen=%s, parent=%s, assignee=%s, note=%s, held=%s, resolved_at=%s,"
-                        " resolution=%s WHERE id=%s",
+                        " resolution=%s, detail=%s WHERE id=%s",
                         (*values, alarm_id),
                     )
                 except pg_errors.UniqueViolation as exc:
@@ -313,7 +314,7 @@ async def _insert_or_find(cur: Cursor, alarm: Alarm, values: tuple[object, ...])
     """The new alarm's id, or the open episode of its (type, device) if there already is one."""
     for _ in range(3):
         await cur.execute(
-            f"INSERT INTO alarms ({_ALARM_SET}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            f"INSERT INTO alarms ({_ALARM_SET}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
             f" ON CONFLICT (type, device) WHERE state <> '{_RESOLVED}' DO NOTHING RETURNING id",
             values,
         )

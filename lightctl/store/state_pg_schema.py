@@ -118,6 +118,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "UPDATE alarms SET resolved_at = last_seen, resolution = 'unknown' WHERE state = 'resolved'",
         ),
     ),
+    Migration(
+        3,
+        "alarm evidence (Alarm.detail)",
+        ("ALTER TABLE alarms ADD COLUMN detail TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -14,7 +14,7 @@ Row = tuple[Any, ...]  # a row as sqlite3 returns it, only ever read inside stor
 
 ALARM_COLS = (
     "id, type, severity, device, state, first_seen, last_seen, parent, assignee, note, held,"
-    " resolved_at, resolution"
+    " resolved_at, resolution, detail"
 )
 OVERRIDE_COLS = (
     "id, kind, targets, desired, start_ts, until_ts, reason, event, created_by, created_at, ended_at"
@@ -77,6 +77,7 @@ def alarm_from(row: Row) -> Alarm:
         assignee=row[8],
         note=row[9],
         held=bool(row[10]),
+        detail=row[13] or "",
     )
 
 

@@ -85,11 +85,13 @@ class SqliteStateDB(SqliteLogs):
                 int(alarm.held),
                 resolved_at,
                 how,
+                alarm.detail,
             )
             if alarm.id is None:
                 cur = conn.execute(
                     "INSERT INTO alarms (type, severity, device, state, first_seen, last_seen, parent,"
-                    " assignee, note, held, resolved_at, resolution) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " assignee, note, held, resolved_at, resolution, detail)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     values,
                 )
                 alarm_id = int(cur.lastrowid or 0)
@@ -97,7 +99,7 @@ class SqliteStateDB(SqliteLogs):
                 alarm_id = alarm.id
                 conn.execute(
                     "UPDATE alarms SET type=?, severity=?, device=?, state=?, first_seen=?, last_seen=?,"
-                    " parent=?, assignee=?, note=?, held=?, resolved_at=?, resolution=? WHERE id=?",
+                    " parent=?, assignee=?, note=?, held=?, resolved_at=?, resolution=?, detail=? WHERE id=?",
                     (*values, alarm_id),
                 )
             if previous is not alarm.state:

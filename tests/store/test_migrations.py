@@ -62,7 +62,7 @@ async def test_a_version_1_database_is_migrated_on_open(state_target: StateTarge
 
     db = await state_target.open()
     try:
-        assert await db.schema_version() == migrations.LATEST == state_pg_schema.LATEST == 2
+        assert await db.schema_version() == migrations.LATEST == state_pg_schema.LATEST == 3
         open_one = await db.get_alarm(1)
         assert open_one is not None
         assert open_one.state is AlarmState.OPEN
@@ -89,7 +89,7 @@ async def test_a_version_1_database_is_migrated_on_open(state_target: StateTarge
 
     reopened = await state_target.open()  # a second open applies nothing twice
     try:
-        assert await reopened.schema_version() == 2
+        assert await reopened.schema_version() == 3
         assert (await reopened.list_alarms())[1] == 2
     finally:
         await reopened.close()

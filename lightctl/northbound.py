@@ -1,14 +1,19 @@
 """Northbound MQTT for other systems: each device's state (retained JSON) and availability.
 
-Topics follow design.md section 5: `lightctl/<site>/<id>/state` and `.../availability`. A state is
-published when it changes (coalesced once a second), not for every reading, so the ingest rate is
-not mirrored onto the broker.
+Topics follow design.md section 5: `lightctl/<site>/<id>/state` and `.../availability`. A device's
+state is published when what it is doing changes (online, on, level, k1 / k2, scene, brightness),
+coalesced once a second; a reading that only brings new measurements (power, voltage, the time) is
+published at most every `measured_every_s` per device, so the ingest rate is not mirrored onto the
+broker. Nothing sent is kept: after a reconnect (a restarted broker may have forgotten every
+retained topic) the payloads are made again from live state.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol, cast
 
 import orjson
 
@@ -22,27 +27,43 @@ class Publisher(Protocol):
 
     def publish_availability(self, device_id: str, online: bool) -> bool: ...
 
+    def add_connected_listener(self, callback: Callable[[], None]) -> None: ...
+
 
 class Northbound:
     def __init__(
-        self, live: LiveState, publisher: Publisher, site_id: str, clock: Clock, every_s: float = 1.0
+        self,
+        live: LiveState,
+        publisher: Publisher,
+        site_id: str,
+        clock: Clock,
+        every_s: float = 1.0,
+        measured_every_s: float = 60.0,
     ) -> None:
         self.live = live
         self.publisher = publisher
         self.clock = clock
         self.every_s = every_s
+        self.measured_every_s = measured_every_s
         self._dirty: set[str] = set()
-        self._sent: dict[str, tuple[object, ...]] = {}
-        self._online: dict[str, bool] = {}
+        self._sent: dict[str, object] = {}  # device -> _key of what was published last
+        self._waiting: set[str] = set()  # new measurements not published yet
+        self._due: deque[tuple[float, list[str]]] = deque()  # when the waiting ones go out, oldest first
         live.reading_listeners.append(self._readings)
         live.availability_listeners.append(self._availability)
+        publisher.add_connected_listener(self.resend)
 
     def _readings(self, batch: list[Reading]) -> None:
-        self._dirty.update(r.device for r in batch)
+        self._dirty.update([r.device for r in batch])
 
     def _availability(self, device_id: str, online: bool, ts: float, reason: str) -> None:
         if device_id in self.live.status:
             self._dirty.add(device_id)
+
+    def resend(self) -> None:
+        """Publish everything again at the next flush (the broker may have lost its retained topics)."""
+        self._dirty.update(self._sent)
+        self._sent.clear()
 
     async def run(self) -> None:
         while True:
@@ -50,42 +71,81 @@ class Northbound:
             self.flush()
 
     def flush(self) -> int:
+        """Publish what changed; returns how many states were published."""
         dirty, self._dirty = self._dirty, set()
+        status, sent_keys, waiting = self.live.status, self._sent, self._waiting
+        now = self.clock.now()
+        later: list[str] = []
         sent = 0
         for dev_id in dirty:
-            st = self.live.status.get(dev_id)
+            st = status.get(dev_id)
             if st is None:
                 continue
-            online = bool(st.online)
-            if self._online.get(dev_id) != online:
-                self.publisher.publish_availability(dev_id, online)
-                self._online[dev_id] = online
             key = _key(st)
-            if self._sent.get(dev_id) == key:
+            before = sent_keys.get(dev_id)
+            if before == key:
+                if dev_id not in waiting:
+                    waiting.add(dev_id)
+                    later.append(dev_id)
                 continue
-            self._sent[dev_id] = key
+            if before is None or _online(before) != st.online:
+                self.publisher.publish_availability(dev_id, bool(st.online))
+            sent_keys[dev_id] = key
+            waiting.discard(dev_id)
             self.publisher.publish_state(dev_id, _payload(dev_id, st))
             sent += 1
+        if later:
+            self._due.append((now + self.measured_every_s, later))
+        due = self._due
+        while due and due[0][0] <= now:
+            for dev_id in due.popleft()[1]:
+                st = status.get(dev_id)
+                if dev_id in waiting and st is not None:
+                    waiting.discard(dev_id)
+                    self.publisher.publish_state(dev_id, _payload(dev_id, st))
+                    sent += 1
         return sent
 
 
-def _key(st: DeviceStatus) -> tuple[object, ...]:
-    power = None if st.power_w is None else round(st.power_w)
-    return (st.online, st.on, st.level, st.k1, st.k2, st.scene, st.brightness, power)
+_TRI = {None: 0, False: 1, True: 2}
+_WIDE = 0x1FFFF  # level, scene and brightness below this pack into one int
+
+
+def _key(st: DeviceStatus) -> object:
+    """What the device is doing, as one int (a tuple for values no device reports): it is kept per
+    device, so it should be small."""
+    n = _TRI[st.online] + 3 * _TRI[st.on] + 9 * _TRI[st.k1] + 27 * _TRI[st.k2]
+    for v in (st.level, st.scene, st.brightness):
+        if v is None:
+            n <<= 17
+        elif 0 <= v < _WIDE:
+            n = n << 17 | (v + 1)
+        else:
+            return (st.online, st.on, st.k1, st.k2, st.level, st.scene, st.brightness)
+    return n
+
+
+def _online(key: object) -> bool | None:
+    if isinstance(key, int):
+        return (None, False, True)[(key >> 51) % 3]
+    return cast(tuple[bool | None, ...], key)[0]
 
 
 def _payload(dev_id: str, st: DeviceStatus) -> bytes:
-    return orjson.dumps(
-        {
-            "id": dev_id,
-            "online": st.online,
-            "on": st.on,
-            "level": st.level,
-            "k1": st.k1,
-            "k2": st.k2,
-            "scene": st.scene,
-            "brightness": st.brightness,
-            "power_w": None if st.power_w is None else round(st.power_w, 1),
-            "ts": st.last_seen,
-        }
+    # bytes() because orjson's result keeps its whole 4 KB buffer, and gmqtt may hold it a while
+    return bytes(
+        orjson.dumps(
+            {
+                "id": dev_id,
+                "online": st.online,
+                "on": st.on,
+                "level": st.level,
+                "k1": st.k1,
+                "k2": st.k2,
+                "scene": st.scene,
+                "brightness": st.brightness,
+                "power_w": None if st.power_w is None else round(st.power_w, 1),
+                "ts": st.last_seen,
+            }
+        )
     )

@@ -22,8 +22,9 @@ online again with its next report. Silence is only judged while the driver itsel
 Northbound: `lightctl/<site>/<id>/state` (retained, QoS 0), `.../availability` (retained, QoS 1),
 `lightctl/<site>/alarms` (QoS 1) and the service's own `lightctl/<site>/bridge/state` (retained;
 `{"state":"online"}` on every connect, `{"state":"offline"}` as the last will and on a clean stop).
-Retained topics are remembered and published again after every reconnect, because a restarted
-broker without persistence has forgotten them.
+The driver keeps no copy of what it published: after every reconnect (a restarted broker without
+persistence has forgotten its retained topics) it tells its connected listeners, and northbound.py
+publishes every device's state and availability again from live state.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from lightctl.config.settings import Mqtt
 from lightctl.drivers.mqtt_client import MqttConnection, Will
 from lightctl.drivers.mqtt_codec import UNKNOWN_DEVICE, Invalid, parse_json
 from lightctl.drivers.mqtt_commands import PendingCommands
-from lightctl.drivers.mqtt_routes import ACK, BATCH, TELEMETRY, Track, build_routes
+from lightctl.drivers.mqtt_routes import ACK, BATCH, TELEMETRY, ConcTrack, Track, build_routes
 from lightctl.drivers.sink import Drops, ReadingSink
 from lightctl.model import CommandResult, Concentrator, DesiredState, Device, Reading
 from lightctl.profiles import Profile
@@ -101,10 +102,10 @@ class MqttDriver:
         self._clock = clock
         self._flush_s = flush_s
         self._flush_max = flush_max
-        self._on_connected = on_connected
+        self._connected_listeners: list[Callable[[], None]] = [] if on_connected is None else [on_connected]
         self._bridge_topic = f"lightctl/{site_id}/bridge/state"
         routes = build_routes(devices, concentrators, profiles, silence_intervals)
-        self._routes = routes.topics
+        self._route = routes.route
         self._lamps = routes.lamps
         self._concentrators = routes.concentrators
         self._subscriptions = routes.filters(per_device_topics, settings.telemetry_qos)
@@ -119,7 +120,6 @@ class MqttDriver:
         self._pending = PendingCommands(clock.now)
         self._ids = itertools.count(1)
         self._id_prefix = f"lc{secrets.token_hex(3)}"
-        self._retained: dict[str, tuple[bytes, int]] = {}
         self._out: list[Reading] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._connected_since = float("-inf")
@@ -157,13 +157,15 @@ class MqttDriver:
     async def _ready(self) -> None:
         self._connected_since = self._clock.now()
         self._conn.publish(self._bridge_topic, _ONLINE, qos=1, retain=True)
-        for topic, (payload, qos) in self._retained.items():
-            self._conn.publish(topic, payload, qos=qos, retain=True)
-        if self._on_connected is not None:
+        for listener in self._connected_listeners:
             try:
-                self._on_connected()
+                listener()
             except Exception:  # the caller's bug must not cost the connection
-                log.exception("mqtt: on_connected")
+                log.exception("mqtt: connected listener")
+
+    def add_connected_listener(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after every (re)connect: the time to publish retained topics again."""
+        self._connected_listeners.append(callback)
 
     def stats(self) -> MqttDriverStats:
         conn, p = self._conn, self._pending
@@ -178,7 +180,7 @@ class MqttDriver:
     def ingest(self, topic: str, payload: bytes) -> None:
         """Handle one message as received from the broker (also used by tests and replays)."""
         self.messages += 1
-        route = self._routes.get(topic)
+        route = self._route(topic)
         if route is None:
             self._drop(UNKNOWN_DEVICE, topic, "topic of no device of this instance")
             return
@@ -189,7 +191,7 @@ class MqttDriver:
                 self._accept(
                     track, track.codec.reading(track.id, parse_json(payload, track.codec.max_bytes), now), now
                 )
-            elif kind == BATCH:
+            elif kind == BATCH and isinstance(track, ConcTrack):
                 self._batch(track, topic, payload)
             elif kind == ACK:
                 self._ack(track, payload)
@@ -222,7 +224,7 @@ class MqttDriver:
             except RuntimeError:  # no loop (a synchronous caller): deliver at once
                 self._flush()
 
-    def _batch(self, conc: Track, topic: str, payload: bytes) -> None:
+    def _batch(self, conc: ConcTrack, topic: str, payload: bytes) -> None:
         codec = conc.codec
         _, entries = codec.batch(parse_json(payload, codec.max_bytes))
         now = self._clock.now()
@@ -250,8 +252,9 @@ class MqttDriver:
             self._set_online(track, True, now, "state online")
             return
         self._set_online(track, False, now, "state offline (last will)")
-        for lamp in track.lamps:
-            self._set_online(lamp, False, now, f"concentrator {track.id} offline")
+        if isinstance(track, ConcTrack):
+            for lamp in track.lamps:
+                self._set_online(lamp, False, now, f"concentrator {track.id} offline")
 
     def _set_online(self, track: Track, online: bool, now: float, reason: str) -> None:
         if track.online is online:
@@ -274,7 +277,7 @@ class MqttDriver:
                 log.exception("mqtt: sink.readings (%d readings lost)", len(batch))
 
     async def _watch_silence(self) -> None:
-        tracks = [*self._concentrators.values(), *self._lamps.values()]
+        tracks: list[Track] = [*self._concentrators.values(), *self._lamps.values()]
         if not tracks:
             return
         step = max(0.5, min(t.silence_s for t in tracks) / 6)
@@ -291,8 +294,9 @@ class MqttDriver:
                 continue
             why = "no report" if track.last_seen > since else "no report since connecting"
             self._set_online(track, False, now, f"{why} for {track.silence_s:.0f} s")
-            for lamp in track.lamps:  # a silent concentrator forwards nothing from its lamps
-                self._set_online(lamp, False, now, f"concentrator {track.id} silent")
+            if isinstance(track, ConcTrack):  # a silent concentrator forwards nothing from its lamps
+                for lamp in track.lamps:
+                    self._set_online(lamp, False, now, f"concentrator {track.id} silent")
 
     # --- commands -------------------------------------------------------------------------------
 
@@ -326,7 +330,7 @@ class MqttDriver:
         wait_s = self.settings.ack_timeout_s
         pending = self._pending.open(track, cid, on, level)
         try:
-            self._conn.publish(track.command_topic, payload, qos=1, ttl_s=wait_s)
+            self._conn.publish(track.codec.command_topic(track.wire_id), payload, qos=1, ttl_s=wait_s)
             return await asyncio.wait_for(pending.future, wait_s)
         except TimeoutError:
             detail = f"no acknowledgement or confirming report within {self.settings.ack_timeout_s:g} s"
@@ -342,16 +346,13 @@ class MqttDriver:
         return f"lightctl/{self.site_id}/{device_id}/{leaf}"
 
     def publish_state(self, device_id: str, payload: bytes) -> bool:
-        """Retained JSON state of a device; remembered and re-published after a reconnect."""
-        topic = self._northbound(device_id, "state")
-        self._retained[topic] = (payload, 0)
-        return self._conn.publish(topic, payload, qos=0, retain=True)
+        """Retained JSON state of a device (QoS 0: False if not connected)."""
+        return self._conn.publish(self._northbound(device_id, "state"), payload, qos=0, retain=True)
 
     def publish_availability(self, device_id: str, online: bool) -> bool:
-        topic = self._northbound(device_id, "availability")
+        """Retained availability of a device (QoS 1: queued while disconnected)."""
         payload = _ONLINE if online else _OFFLINE
-        self._retained[topic] = (payload, 1)
-        return self._conn.publish(topic, payload, qos=1, retain=True)
+        return self._conn.publish(self._northbound(device_id, "availability"), payload, qos=1, retain=True)
 
     def publish_alarm(self, payload: bytes) -> bool:
         """An alarm event on lightctl/<site>/alarms (QoS 1; queued while disconnected)."""

@@ -254,7 +254,8 @@ class MqttConnection:
             self.outbox_overflow += 1
             return False
         expires = None if ttl_s is None else time.monotonic() + ttl_s
-        self._outbox.append(_Queued(topic, payload, retain, expires))
+        # a copy of its own size: an orjson result keeps its whole 4 KB buffer, and this may wait long
+        self._outbox.append(_Queued(topic, memoryview(payload).tobytes(), retain, expires))
         return True
 
     def _drain(self) -> None:

@@ -108,6 +108,7 @@ class MqttCodec:
         self._online = spec.online.encode()
         self._offline = spec.offline.encode()
         self._cmd = spec.command
+        self._command_topic = spec.topic("command", dev="{dev}")
 
     # --- device -> center ---------------------------------------------------------------------
 
@@ -219,11 +220,17 @@ class MqttCodec:
 
     # --- center -> device ---------------------------------------------------------------------
 
+    def command_topic(self, wire_id: str) -> str:
+        return self._command_topic.replace("{dev}", wire_id)
+
+    # A command is held until its PUBACK (and queued while disconnected), and orjson's result keeps
+    # its whole 4 KB buffer whatever its length: the commands are copies of their own size.
+
     def command(self, command_id: str, on: bool, level: int | None) -> bytes:
         body: dict[str, object] = {self._cmd.id: command_id, self._cmd.on: on}
         if level is not None:
             body[self._cmd.level] = level
-        return orjson.dumps(body)
+        return memoryview(orjson.dumps(body)).tobytes()
 
     def get_command(self, command_id: str) -> bytes:
-        return orjson.dumps({self._cmd.id: command_id, self._cmd.get: True})
+        return memoryview(orjson.dumps({self._cmd.id: command_id, self._cmd.get: True})).tobytes()

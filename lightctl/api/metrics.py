@@ -122,17 +122,13 @@ class LightctlCollector(Collector):
         yield errors
 
     def _devices(self) -> Metric:
-        counts: Counter[tuple[str, str]] = Counter()
-        status = self.svc.live.status
-        for dev_id, dev in self.svc.district.devices.items():
-            online = status[dev_id].online
-            counts[(dev.kind, "unknown" if online is None else "online" if online else "offline")] += 1
         family = GaugeMetricFamily(
             "lightctl_devices", "devices by kind and status", labels=["kind", "status"]
         )
-        for kind in sorted({k for k, _ in counts}):
-            for state in ("online", "offline", "unknown"):
-                family.add_metric([kind, state], counts[(kind, state)])
+        tallies = self.svc.live.tallies  # counted as they change: no walk over every device
+        for kind in sorted(tallies):
+            for state, online in (("online", True), ("offline", False), ("unknown", None)):
+                family.add_metric([kind, state], tallies[kind]["online", online])
         return family
 
     def _hooks(self) -> Iterable[Metric]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from lightctl import __version__
 from lightctl.api.deps import require, services
+from lightctl.api.device_index import device_index
 from lightctl.api.limits import MAX_OFFSET
 from lightctl.model import Device
 from lightctl.services import Services
@@ -85,11 +86,11 @@ def device_out(dev: Device, st: DeviceStatus, svc: Services) -> DeviceOut:
 @router.get("/health")
 def health(svc: Services = Depends(services)) -> dict[str, object]:
     devices = svc.district.devices
-    by_kind: dict[str, dict[str, int]] = {}
-    for dev_id, dev in devices.items():
-        row = by_kind.setdefault(dev.kind, {"online": 0, "total": 0})
-        row["total"] += 1
-        row["online"] += 1 if svc.live.status[dev_id].online else 0
+    index = device_index(svc)
+    by_kind = {
+        kind: {"online": svc.live.count("online", True, kind), "total": len(ids)}
+        for kind, ids in index.by["kind"].items()
+    }
     calendar = svc.extras.get("calendar_coverage")
     return {
         "status": "ok",
@@ -118,34 +119,67 @@ def list_devices(
     svc: Services = Depends(services),
     _: object = Depends(viewer),
 ) -> DeviceList:
+    """A page costs O(limit) whatever the inventory's size: the ids come from lists built once, and
+    `total` from their lengths or, for a status, from the live state's tallies. Only a status that
+    live state does not count (alarm, maintenance) or several filters at once walk the candidates."""
+    index = device_index(svc)
+    devices, live = svc.district.devices, svc.live.status
+    filters = {"kind": kind, "road": road, "zone": zone, "gateway": gateway}
+    given = {name: value for name, value in filters.items() if value}
+    lists = [index.ids(name, value) for name, value in given.items()]
+    ids = min(lists, key=len) if lists else index.all
+    rest = len(given) > 1
+    if not rest and status is None:
+        page = ids[offset : offset + limit]
+        items = [device_out(devices[i], live[i], svc) for i in page]
+        return DeviceList(items=items, total=len(ids), limit=limit, offset=offset)
+    tallied = TALLIED.get(status or "") if not rest and set(given) <= {"kind"} else None
+    alarms = svc.extras.get("alarms")
+    maintenance = svc.extras.get("maintenance")
     selected: list[DeviceOut] = []
     total = 0
-    for dev in svc.district.devices.values():
-        if (kind and dev.kind != kind) or (road and dev.road != road) or (zone and dev.zone != zone):
+    for dev_id in ids:
+        dev = devices[dev_id]
+        if rest and not _in(dev, given):
             continue
-        if gateway and gateway not in (dev.gateway, dev.concentrator):
+        st = live[dev_id]
+        if status is not None and not _status_matches(dev_id, st, status, alarms, maintenance):
             continue
-        st = svc.live.status[dev.id]
-        if status is not None:
-            out = device_out(dev, st, svc)
-            if not _status_matches(out, status):
-                continue
         total += 1
         if offset < total <= offset + limit:
             selected.append(device_out(dev, st, svc))
+        elif tallied is not None and total > offset + limit:
+            total = svc.live.count(*tallied, kind)
+            break
     return DeviceList(items=selected, total=total, limit=limit, offset=offset)
 
 
-def _status_matches(out: DeviceOut, status: str) -> bool:
-    return {
-        "online": out.online is True,
-        "offline": out.online is False,
-        "unknown": out.online is None,
-        "on": out.on is True,
-        "off": out.on is False,
-        "alarm": out.open_alarms > 0,
-        "maintenance": out.maintenance,
-    }[status]
+TALLIED: dict[str, tuple[str, bool | None]] = {
+    "online": ("online", True),
+    "offline": ("online", False),
+    "unknown": ("online", None),
+    "on": ("on", True),
+    "off": ("on", False),
+}
+
+
+def _status_matches(dev_id: str, st: DeviceStatus, status: str, alarms: Any, maintenance: Any) -> bool:
+    if status in TALLIED:
+        field, value = TALLIED[status]
+        return (st.online if field == "online" else st.on) is value
+    if status == "alarm":
+        return alarms is not None and alarms.open_count(dev_id) > 0
+    return maintenance is not None and bool(maintenance.in_maintenance(dev_id))
+
+
+def _in(dev: Device, given: dict[str, str]) -> bool:
+    for name, value in given.items():
+        if name == "gateway":
+            if value not in (dev.gateway, dev.concentrator):
+                return False
+        elif getattr(dev, name) != value:
+            return False
+    return True
 
 
 @router.get("/devices/{device_id}")

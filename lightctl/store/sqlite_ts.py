@@ -49,18 +49,27 @@ _SCHEMA = (
 )
 
 _Row = tuple[str, float, int, str, float, str]
+_FLAG_TEXT: dict[frozenset[str], str] = {frozenset(): ""}  # the codecs share their flag sets
 
 
-def _row(reading: Reading) -> _Row:
-    values = {k: v for k, v in reading.values.items() if math.isfinite(v)}
-    return (
-        reading.device,
-        reading.ts,
-        -1 if reading.seq is None else reading.seq,
-        ",".join(sorted(reading.flags)),
-        reading.received,
-        orjson.dumps(values).decode(),
-    )
+def _rows(batch: Sequence[Reading]) -> list[_Row]:
+    """Rows in primary-key order (neighbours share B-tree pages), straight from the Readings."""
+    dumps, flag_text = orjson.dumps, _FLAG_TEXT
+    rows: list[_Row] = []
+    add = rows.append
+    for r in batch:
+        vals = dumps(r.values)
+        if b"null" in vals:  # orjson writes NaN and infinities as null: leave those values out
+            vals = dumps({k: v for k, v in r.values.items() if math.isfinite(v)})
+        flags = flag_text.get(r.flags)
+        if flags is None:
+            flags = ",".join(sorted(r.flags))
+            if len(flag_text) < 4096:
+                flag_text[r.flags] = flags
+        seq = r.seq
+        add((r.device, r.ts, -1 if seq is None else seq, flags, r.received, vals.decode()))
+    rows.sort()
+    return rows
 
 
 def _reading(row: _Row) -> Reading:
@@ -111,12 +120,12 @@ class SqliteTelemetry:
 
         def insert(conn: sqlite3.Connection) -> None:
             # Rows are built here, on the database thread, to keep the event loop's share small.
-            rows = [_row(r) for r in batch]
-            hours = {(math.floor(r.ts / HOUR) * HOUR,) for r in batch}
-            devices = {(r.device,) for r in batch}
+            rows = _rows(batch)
+            hours = {r[1] // HOUR for r in rows}
+            devices = {r[0] for r in rows}
             conn.executemany("INSERT OR IGNORE INTO readings VALUES (?,?,?,?,?,?)", rows)
-            conn.executemany("INSERT OR IGNORE INTO devices VALUES (?)", devices)
-            conn.executemany("INSERT OR IGNORE INTO rollup_pending VALUES (?)", hours)
+            conn.executemany("INSERT OR IGNORE INTO devices VALUES (?)", [(d,) for d in sorted(devices)])
+            conn.executemany("INSERT OR IGNORE INTO rollup_pending VALUES (?)", [(h * HOUR,) for h in hours])
 
         try:
             await self._db.transaction(insert)

@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                     [_local(t, tz), lost] for t, lost in sorted(r.stats.stalls, key=lambda x: -x[1])[:5]
                 ],
                 "startup_alarms": r.stats.startup_alarms,
+                "energy_watch": r.stats.energy,
             }
             for r in results
         ],

@@ -87,6 +87,7 @@ class NightStats:
     loop_lag_max_ms: float
     stalls: list[tuple[float, float]]  # (clock time, clock seconds lost) where the loop woke late
     injection_lag_max_s: float = 0.0  # how late (clock s) a fault began against its planned time
+    energy: dict[str, int] = field(default_factory=dict)  # the energy watch's counts, its judging lag
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,26 @@ def energy_close_at(resolver: Resolver, night: dt.date) -> float:
     """When lightctl judges the night's energy (lightctl/faults/energy_watch.py)."""
     close = resolver.sun.night(night).sunrise + energy_watch.CLOSE_AFTER_SUNRISE_S
     return math.ceil(close / 3600) * 3600 + energy_watch.SETTLE_S
+
+
+def judged_energy(district: District, resolver: Resolver, night: dt.date) -> frozenset[str]:
+    """Devices whose program that night ran on enough of the earlier nights for a baseline."""
+    out: set[str] = set()
+    for base, members in resolver.base_members().items():
+        kind = base[1]
+        th = district.settings.thresholds_for(kind)
+        tonight = resolver.choice(base, night)
+        if tonight is None:
+            continue
+        earlier = sum(
+            1
+            for back in range(1, th.energy_lookback_nights + 1)
+            if (c := resolver.choice(base, night - dt.timedelta(days=back))) is not None
+            and c.program.id == tonight.program.id
+        )
+        if earlier >= th.energy_min_nights:
+            out.update(members)
+    return frozenset(out)
 
 
 def command_window_s(d: District, spec: NightSpec) -> float:
@@ -228,6 +249,7 @@ async def _with_broker(
         clear_of_steps=not spec.over_steps,
         command_s=command_window_s(district, spec),
         close_at=energy_close_at(resolver, dt.date.fromisoformat(spec.night)),
+        judged_energy=judged_energy(district, resolver, dt.date.fromisoformat(spec.night)),
     )
     lamps = [d for d in district.devices.values() if d.kind == "lamp"]
     fleet = SlcFleet(
@@ -359,6 +381,7 @@ def _stats(
         max_gateway_cycle_s=round(max((g.last_cycle_s or 0.0 for g in gateways), default=0.0), 1),
         ignored_alarms=ignored,
         startup_alarms=startup,
+        energy=dict(runtime.energy.stats),
         loop_lag_p99_ms=lag.percentile_ms(99),
         loop_lag_max_ms=lag.percentile_ms(100),
         stalls=[(round(t, 1), round(s, 1)) for t, s in lag.stalls],

@@ -58,6 +58,8 @@ class Variant:
     over_step: bool = False
     # The fault lasts the whole run and is judged at the night's energy close (energy_anomaly).
     whole_night: bool = False
+    # The rule's window starts at the first report that shows the fault (day_burner's 10 minutes).
+    from_first_report: bool = False
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -118,10 +120,10 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("comm_loss:fcd-hang", "comm_loss", "modbus", "gateway_hang", "facade", 3, blocks=True),
     # A welded relay on a controller that cannot sense it: no bit1, the lamp burns by day.
     Variant("day_burner:slc-welded", "day_burner", "slc", "relay_stuck_on", "lamp", rule_window_s=600.0,
-            shows="lamp_dark", params=(("bit", 0.0),)),
+            shows="lamp_dark", params=(("bit", 0.0),), from_first_report=True),
     # A jumper around K2's contactor: coil and feedback off after 23:30, the side heads still burn.
     Variant("day_burner:zhd-k2-bypass", "day_burner", "modbus", "contactor_bypass", "group",
-            rule_window_s=600.0, shows="k2_off", params=(("circuit", "k2"),)),
+            rule_window_s=600.0, shows="k2_off", params=(("circuit", "k2"),), from_first_report=True),
     Variant("dim_mismatch:slc-half", "dim_mismatch", "slc", "power_share", "lamp_dimmable", 3,
             shows="lamp_lit", params=(("share", 0.5),)),
     Variant("dim_mismatch:slc-overdrive", "dim_mismatch", "slc", "power_share", "lamp_dimmable", 3,
@@ -161,6 +163,8 @@ class Injection:
         if self.window_end is not None:
             return self.window_end - self.start + self.interval_s
         window = v.rule_window_s if v.rule_window_s is not None else v.reports * self.interval_s
+        if v.from_first_report:
+            window += self.interval_s
         return window + self.interval_s
 
 
@@ -215,6 +219,7 @@ class Planner:
     command_s: float = 180.0  # a command's attempts and retries, clock s (over_step variants)
     close_at: float | None = None  # the night's energy is judged then (whole_night variants)
     whole: set[str] = field(default_factory=set)  # whole-night targets: no other fault on them
+    judged_energy: frozenset[str] = frozenset()  # devices whose night's energy has a baseline
 
     def candidates(self, target: Target) -> list[str]:
         d = self.district
@@ -312,7 +317,13 @@ class Planner:
                 continue
             if any(start - SETTLE_S <= x <= end + SETTLE_S for x in self.timeline.steps[target] if x != step):
                 continue
-            span = (start - 2 * interval, end + 2 * interval + FLAP_HOLDOFF_S + 2 * interval)
+            # The device stays in the state it missed until its next step (the reconciler gives up on
+            # a desired state until it changes): no other fault on it until then.
+            later = [x for x in self.timeline.steps[target] if x > step]
+            until = max(
+                end + 2 * interval + FLAP_HOLDOFF_S, (later[0] + SETTLE_S) if later else t_last + 3600.0
+            )
+            span = (start - 2 * interval, until)
             if _overlaps(span, self.busy.get(target, [])):
                 continue
             self.busy.setdefault(target, []).append(span)
@@ -325,7 +336,7 @@ class Planner:
         """From the run's first to its last moment, on a device nothing else happens to."""
         if self.close_at is None:
             return None
-        pool = [x for x in self.candidates(v.target) if x not in self.busy]
+        pool = [x for x in self.candidates(v.target) if x not in self.busy and x in self.judged_energy]
         # All on one feeder (the one with most candidates), so that the others stay free for the
         # faults of whole gateways, which must not overlap a fault of one of their groups.
         feeders: dict[str | None, list[str]] = {}
@@ -373,15 +384,18 @@ def plan_night(
     clear_of_steps: bool = True,
     command_s: float = 180.0,
     close_at: float | None = None,
+    judged_energy: frozenset[str] = frozenset(),
 ) -> tuple[list[Injection], list[str]]:
     """Injections for one run over [t0, t1] (clock time), each variant `per_variant` times, in
     random order; returns them and the variants that found no place (named). `command_s`: how long
-    a command's attempts take; `close_at`: when the night's energy is judged (None: not in the run)."""
+    a command's attempts take; `close_at`: when the night's energy is judged (None: not in the run);
+    `judged_energy`: devices with a baseline for that night (energy_anomaly goes only there)."""
     devices = list(district.devices)
     timeline = Timeline.build(resolver, devices, t0 - SAMPLE_S, t1 + SAMPLE_S)
     planner = Planner(
-        district, timeline, rng, interval_of, clear_of_steps, command_s=command_s, close_at=close_at
-    )
+        district, timeline, rng, interval_of, clear_of_steps, command_s=command_s, close_at=close_at,
+        judged_energy=judged_energy,
+    )  # fmt: skip
     order = [v for v in VARIANTS for _ in range(per_variant)]
     rng.shuffle(order)
     # Hard-to-place variants first: whole nights, whole gateways and concentrators, then the rest.

@@ -131,5 +131,8 @@ class EnergyWatch:
                 log.warning("energy: night %s not judged yet (telemetry store)", night, exc_info=True)
                 await self.clock.sleep(RETRY_S)
                 continue
-            self.judge(night, figures, self.clock.now())
+            # The night's figure is complete at `due`: that is when the anomaly was first seen,
+            # however long the store took to answer (kept in stats).
+            self.stats["last_judged_after_s"] = round(self.clock.now() - due)
+            self.judge(night, figures, due)
             night += ONE_DAY

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults_night import NightSpec, energy_close_at, interval_of, night_window
+from bench.faults_night import NightSpec, energy_close_at, interval_of, judged_energy, night_window
 from bench.faults_plan import NOT_EVALUATED, SETTLE_S, VARIANTS, members_of, plan_night
 from bench.faults_score import Raised, Truth, score
 from bench.faults_setup import reduced_district
@@ -134,12 +134,20 @@ def test_a_planned_night_puts_faults_where_and_when_they_can_show(district: Dist
     assert day_type == "holiday"
     assert t0 < sunset < sunrise < t1
     resolver = Resolver.for_district(district)
-    close_at = energy_close_at(resolver, dt.date(2025, 10, 1))
+    night = dt.date(2025, 10, 1)
+    close_at = energy_close_at(resolver, night)
+    judged = judged_energy(district, resolver, night)
     plan, unplaced = plan_night(
-        district, resolver, t0, t1, random.Random(3), 2, interval_of(district), close_at=close_at
-    )
-    assert unplaced == []
-    assert {i.variant.name for i in plan} == {v.name for v in VARIANTS}
+        district, resolver, t0, t1, random.Random(3), 2, interval_of(district), close_at=close_at,
+        judged_energy=judged,
+    )  # fmt: skip
+    # National Day is the first night of the 中华灯 holiday program: no baseline for its energy yet
+    assert not any(d.startswith("zhg-17") for d in judged)
+    assert unplaced == ["energy_anomaly:zhd-extra-load"] * 2
+    assert {i.variant.name for i in plan} == {v.name for v in VARIANTS} - {"energy_anomaly:zhd-extra-load"}
+    later = dt.date(2025, 10, 15)
+    judged_later = judged_energy(district, resolver, later)
+    assert {d for d in district.devices if d.startswith("zhg-17")} <= judged_later
     for inj in plan:
         v = inj.variant
         assert t0 <= inj.start < inj.end <= t1, v.name

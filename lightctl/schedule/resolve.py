@@ -81,10 +81,14 @@ class Resolver:
         self.calendar = calendar
         self.sun = sun
         self.tz = sun.tz
-        self._base_of: dict[str, BaseKey] = {d.id: (book.chain_of[d.id], d.kind) for d in devices.values()}
+        # One tuple per (chain, kind), shared by its devices: not 100,000 equal ones.
+        self._base_of: dict[str, BaseKey] = {}
+        shared: dict[BaseKey, BaseKey] = {}
         members: dict[BaseKey, list[str]] = {}
-        for device, base in self._base_of.items():
-            members.setdefault(base, []).append(device)
+        for d in devices.values():
+            key: BaseKey = (book.chain_of[d.id], d.kind)
+            key = self._base_of[d.id] = shared.setdefault(key, key)
+            members.setdefault(key, []).append(d.id)
         self._base_members = {b: tuple(m) for b, m in members.items()}
         self._timelines: dict[tuple[object, ...], NightTimeline] = {}
         self.overrides: tuple[Override, ...] = ()

@@ -263,6 +263,7 @@ class Planner:
                 continue
             interval = self.interval_of[target]
             window = v.rule_window_s if v.rule_window_s is not None else v.reports * interval
+            window += interval if v.from_first_report else 0.0
             needed = window + 3 * interval  # past the deadline, so a late alarm would still be seen
             duration = needed + self.rng.uniform(0, 40 * 60)
             start = self.rng.uniform(t_first, t_last - duration)

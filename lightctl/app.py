@@ -74,7 +74,9 @@ async def _demo(
     lamp_faults = sim.claim_spec(DEMO_FAULTS)
     await sim.start()
     demo = remap_modbus(district, {i: sim.port_of(i) for i in modbus_ids})
-    demo = dataclasses.replace(demo, settings=demo_settings(district.settings, workdir, broker.port))
+    demo = dataclasses.replace(
+        demo, settings=demo_settings(district.settings, workdir, broker.port, clock.speed)
+    )
     lamps = [d for d in demo.devices.values() if d.kind == "lamp"]
     fleet = SlcFleet(
         lamps,

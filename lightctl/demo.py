@@ -27,12 +27,22 @@ DEMO_FAULTS = ",".join(
 )
 
 
-def demo_settings(settings: Settings, workdir: Path, broker_port: int) -> Settings:
-    """The configured settings pointed at the demo's broker and temporary storage."""
+DEMO_POLL_REAL_S = 2.0
+
+
+def demo_settings(settings: Settings, workdir: Path, broker_port: int, speed: float = 1.0) -> Settings:
+    """The configured settings pointed at the demo's broker and temporary storage.
+
+    The demo's gateways, simulators, broker and lightctl share one process (one core). Polled every
+    30 clock seconds at 60x, 600 groups would be 3,600 Modbus requests a second, more than the
+    rest together; the poll is kept at least DEMO_POLL_REAL_S real seconds apart instead."""
     storage = settings.storage
+    modbus = settings.modbus
+    poll_s = max(modbus.poll_interval_s, min(3600.0, DEMO_POLL_REAL_S * speed))
     return settings.model_copy(
         update={
             "mqtt": Mqtt(host="127.0.0.1", port=broker_port, version="3.1.1", client_id="lightctl-demo"),
+            "modbus": modbus.model_copy(update={"poll_interval_s": poll_s}),
             "storage": storage.model_copy(
                 update={
                     "state": storage.state.model_copy(

@@ -25,16 +25,23 @@ DAY_S = 86400.0
 ROLLUP_GRACE_S = 60.0  # wait for stragglers before rolling up an hour that just ended
 RETENTION_EVERY_S = 3600.0
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS readings (
+# Raw readings in arrival order (a rowid table: a batch is appended to the last pages) with the
+# (device, ts, seq) key in an index of its own. Clustered by that key (version 1), every reading of a
+# batch landed on another page of the table, each rewritten whole: twice the CPU per row at 20,000
+# devices, four times at 100,000.
+_READINGS = """CREATE TABLE IF NOT EXISTS readings (
         device TEXT NOT NULL,
         ts REAL NOT NULL,
         seq INTEGER NOT NULL,  -- -1: the device sends none
         flags TEXT NOT NULL,
         received REAL NOT NULL,
-        vals TEXT NOT NULL,  -- JSON object quantity -> value
-        PRIMARY KEY (device, ts, seq)
-    ) WITHOUT ROWID""",
+        vals TEXT NOT NULL  -- JSON object quantity -> value
+    )"""
+_READINGS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS readings_key ON readings (device, ts, seq)"
+VERSION = 2
+_SCHEMA = (
+    _READINGS,
+    _READINGS_KEY,
     "CREATE TABLE IF NOT EXISTS devices (device TEXT PRIMARY KEY) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS rollup_pending (hour REAL PRIMARY KEY)",
     """CREATE TABLE IF NOT EXISTS rollups (
@@ -45,8 +52,27 @@ _SCHEMA = (
         stats TEXT NOT NULL,  -- JSON object quantity -> [n, min, max, mean, first, last]
         PRIMARY KEY (device, hour)
     ) WITHOUT ROWID""",
-    "PRAGMA user_version = 1",
+    f"PRAGMA user_version = {VERSION}",
 )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Version 1 (readings clustered by their key) to 2, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE readings RENAME TO readings_v1")
+        conn.execute(_READINGS)
+        conn.execute(
+            "INSERT INTO readings SELECT device, ts, seq, flags, received, vals FROM readings_v1 ORDER BY ts"
+        )
+        conn.execute("DROP TABLE readings_v1")
+        conn.execute(_READINGS_KEY)
+        conn.execute(f"PRAGMA user_version = {VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
 
 _Row = tuple[str, float, int, str, float, str]
 _FLAG_TEXT: dict[frozenset[str], str] = {frozenset(): ""}  # the codecs share their flag sets
@@ -106,6 +132,11 @@ class SqliteTelemetry:
         await self._db.open()
 
         def create(conn: sqlite3.Connection) -> None:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:
+                _migrate(conn)
+            elif version > VERSION:
+                raise RuntimeError(f"{self._db.path}: telemetry schema {version} is newer than this lightctl")
             for statement in _SCHEMA:
                 conn.execute(statement)
 

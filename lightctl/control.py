@@ -79,6 +79,7 @@ class Reconciler:
     desired_fn: DesiredFn
     maintenance_fn: MaintenanceFn = field(default=lambda now: set())
     retry_delays: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0])
+    retry_after_giving_up_s: float = 300.0
     tick_s: float = 1.0
     # Enough lamp commands in flight to cover the broker round trip at thousands per second; a
     # gateway's own limit (modbus.commands_in_flight) decides how many of its units really talk.
@@ -215,7 +216,8 @@ class Reconciler:
         track.seen = want
         if track.in_flight or dev_id in self._held:
             return 0  # a finishing command looks again
-        if now < track.next_try:
+        gave_up = track.failed_for is not None and track.failed_for.same_output(want)
+        if now < track.next_try and (gave_up or track.failed_for is None) and not track.reassert:
             heapq.heappush(self._timers, (track.next_try, dev_id))
             return 0
         status = self.live.status[dev_id]
@@ -223,8 +225,6 @@ class Reconciler:
             return 0  # coming back online brings it here again
         if not self._needs_command(dev_id, want, status, track, now):
             return 0
-        if track.failed_for is not None and track.failed_for.same_output(want) and not track.reassert:
-            return 0  # gave up on exactly this; wait for a change or for the device to come back
         kind = track.kind
         if self._busy.get(kind, 0) >= self.max_in_flight.get(kind, 1000):
             if dev_id not in self._queued:
@@ -285,7 +285,11 @@ class Reconciler:
                 return
             final = attempt > len(self.retry_delays)
             if final:
-                track.failed_for, track.failures, track.next_try = want, 0, 0.0
+                # Given up for now (command_failed): the same state is tried again after a while,
+                # so a device that answers again takes it without waiting for the next step.
+                track.failed_for, track.failures = want, 0
+                track.next_try = now + self.retry_after_giving_up_s
+                heapq.heappush(self._timers, (track.next_try, dev_id))
             else:
                 track.failures, track.next_try = attempt, now + self.retry_delays[attempt - 1]
                 heapq.heappush(self._timers, (track.next_try, dev_id))

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,7 @@ class Rig:
     outcomes: list[Outcome] = field(default_factory=list)
     current: Reconciler | None = None
 
-    def reconciler(self) -> Reconciler:
+    def reconciler(self, **settings: Any) -> Reconciler:
         return Reconciler(
             devices=self.district.devices,
             live=self.live,
@@ -86,6 +87,7 @@ class Rig:
             desired_fn=lambda now: self.want,
             tick_s=1.0,
             on_outcome=self.outcomes.append,
+            **settings,
         )
 
     def converged(self, ids: list[str] | None = None) -> bool:
@@ -316,3 +318,20 @@ async def test_no_more_commands_in_flight_than_slots_and_the_queue_drains(rig: R
         await stop(task)
     assert port.most == 3
     assert {o.device for o in rig.outcomes if o.result.ok} == set(rig.want)
+
+
+async def test_a_lamp_given_up_on_is_tried_again_and_takes_its_state_once_it_answers(rig: Rig) -> None:
+    lamp = next(d.id for d in rig.district.devices.values() if d.kind == "lamp")
+    rig.fleet.inject(lamp, "deaf")  # reports on, ignores commands
+    rig.want = {lamp: DesiredState(on=True, level=30)}
+    reconciler = rig.reconciler(retry_after_giving_up_s=20.0)
+    rig.current = reconciler
+    task = asyncio.create_task(reconciler.run())
+    try:
+        await wait_for(lambda: any(o.final and not o.result.ok for o in rig.outcomes), 60, "giving up")
+        rig.fleet.clear(lamp, "deaf")
+        await wait_for(lambda: rig.converged([lamp]), 30, "the lamp at 30 % once it hears again")
+    finally:
+        await stop(task)
+    assert rig.outcomes[-1].result.ok
+    assert rig.outcomes[-1].attempt == 1  # a fresh round of attempts, not a fifth retry

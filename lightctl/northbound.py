@@ -11,6 +11,7 @@ retained topic) the payloads are made again from live state.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol, cast
@@ -68,11 +69,24 @@ class Northbound:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.every_s)
-            self.flush()
+            self.flush(CHUNK)
+            while self.behind():  # the rest a chunk at a time, letting the API and ingest in between
+                await asyncio.sleep(0)
+                self.flush(CHUNK)
 
-    def flush(self) -> int:
-        """Publish what changed; returns how many states were published."""
-        dirty, self._dirty = self._dirty, set()
+    def behind(self) -> bool:
+        """Whether a flush left devices to look at (it was given a limit)."""
+        return bool(self._dirty) or bool(self._due and self._due[0][0] <= self.clock.now())
+
+    def flush(self, limit: int | None = None) -> int:
+        """Publish what changed, looking at no more than `limit` devices (all without one); returns
+        how many states were published."""
+        dirty = self._dirty
+        if limit is None or len(dirty) <= limit:
+            self._dirty = set()
+        else:
+            dirty = {dirty.pop() for _ in range(limit)}
+        budget = sys.maxsize if limit is None else limit  # devices to look at
         status, sent_keys, waiting = self.live.status, self._sent, self._waiting
         now = self.clock.now()
         later: list[str] = []
@@ -96,15 +110,25 @@ class Northbound:
             sent += 1
         if later:
             self._due.append((now + self.measured_every_s, later))
+        budget -= len(dirty)
         due = self._due
-        while due and due[0][0] <= now:
-            for dev_id in due.popleft()[1]:
+        while due and due[0][0] <= now and budget > 0:
+            at, devices = due[0]
+            if len(devices) > budget:
+                devices, due[0] = devices[:budget], (at, devices[budget:])
+            else:
+                due.popleft()
+            budget -= len(devices)
+            for dev_id in devices:
                 st = status.get(dev_id)
                 if dev_id in waiting and st is not None:
                     waiting.discard(dev_id)
                     self.publisher.publish_state(dev_id, _payload(dev_id, st))
                     sent += 1
         return sent
+
+
+CHUNK = 2000  # devices per flush in run(): a bounded pause of the event loop (~20-40 ms)
 
 
 _TRI = {None: 0, False: 1, True: 2}

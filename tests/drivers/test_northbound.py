@@ -150,3 +150,44 @@ async def test_after_a_broker_restart_everything_is_published_again_from_live_st
 def test_the_state_key_tells_apart_what_a_device_is_doing(a: DeviceStatus, b: DeviceStatus) -> None:
     assert _key(a) != _key(b)
     assert _key(a) == _key(DeviceStatus(a.online, a.on, a.level, a.k1, a.k2, a.scene, a.brightness, 1.0))
+
+
+class Recorder:
+    """A publisher that only counts (the chunking is about the loop, not the broker)."""
+
+    def __init__(self) -> None:
+        self.states: list[str] = []
+        self.availability: list[str] = []
+
+    def publish_state(self, device_id: str, payload: bytes) -> bool:
+        self.states.append(device_id)
+        return True
+
+    def publish_availability(self, device_id: str, online: bool) -> bool:
+        self.availability.append(device_id)
+        return True
+
+    def add_connected_listener(self, callback: Any) -> None:
+        pass
+
+
+def test_a_limited_flush_looks_at_no_more_devices_and_the_rest_follow(
+    profiles: dict[str, Profile], tmp_path: Path
+) -> None:
+    devs = [lamp("CHUNK", n) for n in range(25)]
+    live = LiveState(district(devs, profiles, tmp_path))
+    clock = ManualClock(T0)
+    out = Recorder()
+    north = Northbound(live, out, "nb", clock, measured_every_s=60)
+    live.readings([reading(d, T0, True, 80, 81.0) for d in devs])
+    assert [north.flush(10), north.flush(10), north.flush(10)] == [10, 10, 5]
+    assert not north.behind()
+    assert sorted(out.states) == sorted(out.availability) == sorted(d.id for d in devs)
+
+    live.readings([reading(d, T0 + 5, True, 80, 82.0) for d in devs])  # measurements only: held back
+    assert [north.flush(10), north.flush(10), north.flush(10)] == [0, 0, 0]
+    clock.advance(60)
+    assert north.behind()
+    assert [north.flush(10), north.flush(10), north.flush(10), north.flush(10)] == [10, 10, 5, 0]
+    assert not north.behind()
+    assert sorted(out.states) == sorted([d.id for d in devs] * 2)

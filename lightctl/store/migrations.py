@@ -124,6 +124,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         # Alarms written before version 3 keep an empty detail: their evidence was not stored.
         ("ALTER TABLE alarms ADD COLUMN detail TEXT NOT NULL DEFAULT ''",),
     ),
+    Migration(
+        4,
+        "nightly energy figures (state.EnergyNight)",
+        # Empty after the upgrade: the energy watch reads the missing nights from telemetry once.
+        (
+            """CREATE TABLE energy_nights (
+                night TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                devices BLOB NOT NULL,
+                programs TEXT NOT NULL,
+                program BLOB NOT NULL,
+                kwh BLOB NOT NULL,
+                PRIMARY KEY (night, owner)
+            )""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

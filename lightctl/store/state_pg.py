@@ -5,23 +5,28 @@ come from identity columns; an alarm's update locks its row, so its transition h
 order the changes were committed in; and an open episode per (type, device) is unique in the
 database (state_pg_schema.py), so two instances raising the same alarm share one episode.
 
-Alarms, overrides and maintenance here; audit, commands and device state in state_pg_logs.py.
+Alarms, overrides, maintenance and nightly energy figures here; audit, commands and device state in state_pg_logs.py.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 from psycopg import errors as pg_errors
 
 from lightctl.model import Alarm, AlarmState, Maintenance, Override
 from lightctl.store import codec, state_pg_schema
 from lightctl.store.pg_connection import Cursor, PgConnection
-from lightctl.store.state import AlarmFilter, AlarmRecord, AlarmTransition, Resolution
+from lightctl.store.state import AlarmFilter, AlarmRecord, AlarmTransition, EnergyNight, Resolution
 from lightctl.store.state_pg_logs import PgLogs
 from lightctl.store.state_rows import (
     ALARM_COLS,
+    ENERGY_COLS,
+    ENERGY_UPDATE,
     MAINT_COLS,
     OVERRIDE_COLS,
     alarm_from,
+    energy_night_from,
     maintenance_from,
     override_from,
 )
@@ -295,6 +300,33 @@ class PgStateDB(PgLogs):
             offset,
         )
         return [maintenance_from(r) for r in rows], total
+
+    # Nightly energy figures
+
+    async def save_energy_night(self, night: EnergyNight) -> None:
+        row = (night.night, night.owner, night.devices, night.programs, night.program, night.kwh)
+
+        async def write(cur: Cursor) -> None:
+            await cur.execute(
+                f"INSERT INTO energy_nights ({ENERGY_COLS}) VALUES (%s,%s,%s,%s,%s,%s)"
+                f" ON CONFLICT (night, owner) DO UPDATE SET {ENERGY_UPDATE}",
+                row,
+            )
+
+        await self._db.run(write)
+
+    async def load_energy_nights(self, since: dt.date) -> list[EnergyNight]:
+        rows = await self._all(
+            f"SELECT {ENERGY_COLS} FROM energy_nights WHERE night >= %s ORDER BY night, owner", (since,)
+        )
+        return [energy_night_from(r) for r in rows]
+
+    async def prune_energy_nights(self, before: dt.date) -> int:
+        async def write(cur: Cursor) -> int:
+            await cur.execute("DELETE FROM energy_nights WHERE night < %s", (before,))
+            return cur.rowcount
+
+        return await self._db.run(write)
 
 
 def _active_where(active_at: float | None) -> tuple[str, list[object]]:

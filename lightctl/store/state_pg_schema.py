@@ -1,9 +1,10 @@
 """Versioned schema of the state database on PostgreSQL: the same versions as SQLite's (migrations.py).
 
-Version 1 and 2 hold the same tables and columns as SQLite's, in PostgreSQL types: ids are identity
+Every version holds the same tables and columns as SQLite's, in PostgreSQL types: ids are identity
 columns (several lightctl instances insert), timestamps double precision epoch seconds like SQLite's
 REAL (a float goes in and comes back bit for bit, which timestamptz's microseconds would not
-guarantee), JSON kept as text exactly as codec.py writes it (audit bodies may not even be JSON).
+guarantee), JSON kept as text exactly as codec.py writes it (audit bodies may not even be JSON),
+nights as DATE where SQLite keeps ISO text.
 One addition: at most one open episode per (type, device), as a partial unique index, because two
 instances may raise the same alarm during a partition handover and SQLite never has two writers.
 
@@ -122,6 +123,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "alarm evidence (Alarm.detail)",
         ("ALTER TABLE alarms ADD COLUMN detail TEXT NOT NULL DEFAULT ''",),
+    ),
+    Migration(
+        4,
+        "nightly energy figures (state.EnergyNight)",
+        (
+            """CREATE TABLE energy_nights (
+                night DATE NOT NULL,
+                owner TEXT NOT NULL,
+                devices BYTEA NOT NULL,
+                programs TEXT NOT NULL,
+                program BYTEA NOT NULL,
+                kwh BYTEA NOT NULL,
+                PRIMARY KEY (night, owner)
+            )""",
+        ),
     ),
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from lightctl.model import Alarm, AlarmState, Maintenance, Override, Severity
 from lightctl.store import codec
 from lightctl.store.sqlite_thread import SqliteThread
+from lightctl.store.state import EnergyNight
 
 Row = tuple[Any, ...]  # a row as sqlite3 returns it, only ever read inside store/
 
@@ -21,6 +23,10 @@ OVERRIDE_COLS = (
 )
 MAINT_COLS = "id, targets, start_ts, until_ts, reason, created_by, created_at, ended_at"
 COMMAND_COLS = "id, device, desired, issued, ok, result, confirmed_by, latency_s, completed"
+ENERGY_COLS = "night, owner, devices, programs, program, kwh"
+ENERGY_UPDATE = (
+    "devices = excluded.devices, programs = excluded.programs, program = excluded.program, kwh = excluded.kwh"
+)
 
 
 class SqliteTables:
@@ -108,3 +114,8 @@ def maintenance_from(row: Row) -> Maintenance:
         created_at=row[6],
         ended_at=row[7],
     )
+
+
+def energy_night_from(row: Row) -> EnergyNight:
+    night = row[0] if isinstance(row[0], dt.date) else dt.date.fromisoformat(row[0])  # SQLite: text
+    return EnergyNight(night, row[1], bytes(row[2]), row[3], bytes(row[4]), bytes(row[5]))

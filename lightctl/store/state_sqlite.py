@@ -1,24 +1,28 @@
 """The state database on SQLite (WAL), one connection on its own thread (sqlite_thread.py).
 
-Alarms, overrides and maintenance here; audit, commands and device state in state_logs.py.
+Alarms, overrides, maintenance and nightly energy figures here; audit, commands and device state in state_logs.py.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from pathlib import Path
 
 from lightctl.model import Alarm, AlarmState, Maintenance, Override
 from lightctl.store import codec, migrations
 from lightctl.store.sqlite_thread import SqliteThread
-from lightctl.store.state import AlarmFilter, AlarmRecord, AlarmTransition, Resolution
+from lightctl.store.state import AlarmFilter, AlarmRecord, AlarmTransition, EnergyNight, Resolution
 from lightctl.store.state_logs import SqliteLogs
 from lightctl.store.state_rows import (
     ALARM_COLS,
+    ENERGY_COLS,
+    ENERGY_UPDATE,
     MAINT_COLS,
     OVERRIDE_COLS,
     active_clause,
     alarm_from,
+    energy_night_from,
     maintenance_from,
     override_from,
 )
@@ -284,3 +288,29 @@ class SqliteStateDB(SqliteLogs):
             offset,
         )
         return [maintenance_from(r) for r in rows], total
+
+    # Nightly energy figures
+
+    async def save_energy_night(self, night: EnergyNight) -> None:
+        row = (night.night.isoformat(), night.owner, night.devices, night.programs, night.program, night.kwh)
+        await self._db.transaction(
+            lambda conn: conn.execute(
+                f"INSERT INTO energy_nights ({ENERGY_COLS}) VALUES (?,?,?,?,?,?)"
+                f" ON CONFLICT (night, owner) DO UPDATE SET {ENERGY_UPDATE}",
+                row,
+            )
+        )
+
+    async def load_energy_nights(self, since: dt.date) -> list[EnergyNight]:
+        rows = await self._all(
+            f"SELECT {ENERGY_COLS} FROM energy_nights WHERE night >= ? ORDER BY night, owner",
+            (since.isoformat(),),
+        )
+        return [energy_night_from(r) for r in rows]
+
+    async def prune_energy_nights(self, before: dt.date) -> int:
+        return await self._db.transaction(
+            lambda conn: (
+                conn.execute("DELETE FROM energy_nights WHERE night < ?", (before.isoformat(),)).rowcount
+            )
+        )

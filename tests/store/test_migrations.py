@@ -4,6 +4,7 @@ SQLite and on PostgreSQL alike."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import sqlite3
 
 import psycopg
@@ -11,6 +12,7 @@ import pytest
 
 from lightctl.model import AlarmState
 from lightctl.store import migrations, state_pg_schema
+from lightctl.store.state import EnergyNight
 from tests.store.conftest import StateTarget
 
 T0 = 1_767_261_600.0
@@ -62,7 +64,7 @@ async def test_a_version_1_database_is_migrated_on_open(state_target: StateTarge
 
     db = await state_target.open()
     try:
-        assert await db.schema_version() == migrations.LATEST == state_pg_schema.LATEST == 3
+        assert await db.schema_version() == migrations.LATEST == state_pg_schema.LATEST == 4
         open_one = await db.get_alarm(1)
         assert open_one is not None
         assert open_one.state is AlarmState.OPEN
@@ -84,12 +86,16 @@ async def test_a_version_1_database_is_migrated_on_open(state_target: StateTarge
         assert states["ha-001"].reading is not None
         assert states["ha-001"].reading.values == {"power": 61.0}
         assert states["ha-001"].online is True
+        # Version 4: nightly energy figures start empty.
+        assert await db.load_energy_nights(dt.date(2000, 1, 1)) == []
+        await db.save_energy_night(EnergyNight.pack(dt.date(2026, 1, 1), "", {"ha-001": ("p", 1.0)}))
+        assert len(await db.load_energy_nights(dt.date(2026, 1, 1))) == 1
     finally:
         await db.close()
 
     reopened = await state_target.open()  # a second open applies nothing twice
     try:
-        assert await reopened.schema_version() == 3
+        assert await reopened.schema_version() == 4
         assert (await reopened.list_alarms())[1] == 2
     finally:
         await reopened.close()

@@ -229,7 +229,9 @@ class Runtime:
         self._spawn(self.notifier.run(), "notifier")
         self._spawn(self.kpi.run(), "kpi")
         # energy_anomaly: each night judged against its baseline a little after its morning close
-        self.energy = EnergyWatch(d, lambda: self.resolver, self.alarms, self.clock, self.writer.backend)
+        self.energy = EnergyWatch(
+            d, lambda: self.resolver, self.alarms, self.clock, self.writer.backend, state
+        )
         self._spawn(self.energy.run(), "energy-watch")
         self._spawn(self._watch_broker(), "broker-watch")
         self._spawn(self._watch_calendar(), "calendar-watch")

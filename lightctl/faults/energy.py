@@ -73,19 +73,16 @@ class EnergyHistory:
         self.nights: deque[_Night] = deque(maxlen=max(1, keep))
 
     def add(self, night: dt.date, figures: Mapping[str, tuple[str | None, float]]) -> None:
-        """A night's (program, kWh) per device; devices not in `figures` have no figure."""
-        if any(n.night == night for n in self.nights):
+        """A night's (program, kWh) per device; devices not in `figures` have no figure. A night
+        added again only fills the devices it had no figure for (several instances' parts of it)."""
+        known = next((n for n in self.nights if n.night == night), None)
+        if known is not None:
+            self._fill(known, figures)
             return
         n = len(self.slot)
-        kwh = array("f", [math.nan]) * n
-        program = array("H", [NO_PROGRAM]) * n
-        for device, (prog, value) in figures.items():
-            i = self.slot.get(device)
-            if i is None:
-                continue
-            kwh[i] = value
-            program[i] = self._index(prog)
-        self.nights.append(_Night(night, kwh, program))
+        added = _Night(night, array("f", [math.nan]) * n, array("H", [NO_PROGRAM]) * n)
+        self._fill(added, figures)
+        self.nights.append(added)
         if len(self.nights) > 1 and self.nights[-2].night > night:  # backfilled out of order
             self.nights = deque(sorted(self.nights, key=lambda x: x.night), maxlen=self.nights.maxlen)
 
@@ -106,6 +103,13 @@ class EnergyHistory:
                     break
         out.reverse()
         return out
+
+    def _fill(self, n: _Night, figures: Mapping[str, tuple[str | None, float]]) -> None:
+        for device, (prog, value) in figures.items():
+            i = self.slot.get(device)
+            if i is not None and math.isnan(n.kwh[i]):
+                n.kwh[i] = value
+                n.program[i] = self._index(prog)
 
     def _index(self, program: str | None) -> int:
         if program is None:

@@ -4,9 +4,12 @@ against its baseline (energy.py), raising or clearing `energy_anomaly` (minor).
 A night's energy window runs from one morning's close to the next: the first whole hour at least
 CLOSE_AFTER_SUNRISE_S after sunrise, when the night's lamps are off and their last counters stored.
 Whole hours let the store answer from its hourly rollups. The window's figures come from the
-cumulative energy counters (lightctl/store/energy.py), so lost reports cost nothing. At start the
-watch reads back `energy_lookback_nights` earlier nights as history (not judged again: the run that
-was up then judged them); each night is then judged a little after its close.
+cumulative energy counters (lightctl/store/energy.py), so lost reports cost nothing. Each night is
+judged a little after its close, and its figures are saved in the state database (state.EnergyNight,
+one packed row per night). At start the watch loads the last `energy_lookback_nights` of them as
+history (not judged again: the run that was up then judged them); only nights the state database
+lacks (the first start after an upgrade, a store that was down) are read back from the telemetry
+store, one query per night, and saved in turn, so that a city-size start reads them once.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from collections.abc import Callable
 
 from lightctl.clock import Clock
 from lightctl.config.loader import District
+from lightctl.config.settings import Partition
 from lightctl.faults.energy import EnergyHistory, judge_energy
 from lightctl.faults.lifecycle import AlarmManager
 from lightctl.model import DEVICE_KINDS
 from lightctl.schedule.night import night_of
 from lightctl.schedule.resolve import Resolver, override_end
 from lightctl.store.energy import HOUR, LOOKBACK_S, devices_energy
+from lightctl.store.state import EnergyNight, StateDB
 from lightctl.store.telemetry import TelemetryBackend
 
 ALARM = "energy_anomaly"
@@ -45,12 +50,15 @@ class EnergyWatch:
         manager: AlarmManager,
         clock: Clock,
         store: TelemetryBackend,
+        state: StateDB | None = None,  # None: history only from the telemetry store, nothing saved
     ) -> None:
         self.district = district
         self.resolver = resolver  # the current one (schedules may be reloaded)
         self.manager = manager
         self.clock = clock
         self.store = store
+        self.state = state
+        self.owner = owner_of(district.settings.partition)
         self.th = {kind: district.settings.thresholds_for(kind) for kind in DEVICE_KINDS}
         self.keep = max(th.energy_lookback_nights for th in self.th.values())
         self.history = EnergyHistory(district.devices, self.keep)
@@ -107,21 +115,66 @@ class EnergyWatch:
                 self.manager.clear_alarm(ALARM, dev_id, now)
         self.history.add(night, figures)
 
-    async def backfill(self, first_open: dt.date) -> None:
-        """Read the nights before `first_open` back from the store, as history only."""
+    async def save(self, night: dt.date, figures: Figures) -> None:
+        """Keep a closed night's figures in the state database, and forget nights beyond the lookback."""
+        if self.state is None:
+            return
+        try:
+            await self.state.save_energy_night(EnergyNight.pack(night, self.owner, figures))
+            await self.state.prune_energy_nights(night - (self.keep - 1) * ONE_DAY)
+        except Exception:
+            # Not fatal: the next start reads this night back from the telemetry store instead.
+            log.warning("energy: night %s not saved (state database)", night, exc_info=True)
+
+    async def restore(self, first_open: dt.date) -> None:
+        """The nights before `first_open` as history only: from the state database, and those it
+        lacks from the telemetry store."""
+        first = first_open - self.keep * ONE_DAY
+        stored = await self._load(first, first_open)
+        self.stats["nights_loaded"] += len(stored)
         for back in range(self.keep, 0, -1):
             night = first_open - back * ONE_DAY
+            if night in stored:
+                continue
             try:
-                self.history.add(night, await self.figures(night))
+                figures = await self.figures(night)
             except Exception:
                 log.warning("energy: night %s not read back (telemetry store)", night, exc_info=True)
+                continue
+            self.stats["nights_read_back"] += 1
+            self.history.add(night, figures)
+            await self.save(night, figures)
+
+    async def _load(self, first: dt.date, first_open: dt.date) -> set[dt.date]:
+        """Add the saved nights from `first` to before `first_open`; returns those that need no read-back:
+        saved by this instance's partition, or holding figures of its devices (saved by another)."""
+        if self.state is None:
+            return set()
+        try:
+            nights = await self.state.load_energy_nights(first)
+        except Exception:
+            log.warning("energy: saved nights not loaded (state database)", exc_info=True)
+            return set()
+        found: set[dt.date] = set()
+        for n in nights:
+            if n.night >= first_open:
+                continue
+            try:
+                figures = n.figures()
+            except ValueError:
+                log.warning("energy: saved night %s (%r) is damaged; ignored", n.night, n.owner)
+                continue
+            if n.owner == self.owner or not self.history.slot.keys().isdisjoint(figures):
+                found.add(n.night)
+            self.history.add(n.night, figures)
+        return found
 
     async def run(self) -> None:
         now = self.clock.now()
         night = night_of(now, self.resolver().sun.tz) - ONE_DAY
         while self.bounds(night)[1] <= now:
             night += ONE_DAY
-        await self.backfill(night)
+        await self.restore(night)
         while True:
             due = self.bounds(night)[1] + SETTLE_S
             await self.clock.sleep(max(0.0, due - self.clock.now()))
@@ -135,4 +188,12 @@ class EnergyWatch:
             # however long the store took to answer (kept in stats).
             self.stats["last_judged_after_s"] = round(self.clock.now() - due)
             self.judge(night, figures, due)
+            await self.save(night, figures)
             night += ONE_DAY
+
+
+def owner_of(partition: Partition | None) -> str:
+    """The name a partition's nights are saved under: what it owns, as config.yaml says it."""
+    if partition is None:
+        return ""
+    return ";".join(f"{k}={','.join(v)}" for k, v in partition.model_dump(exclude_none=True).items())

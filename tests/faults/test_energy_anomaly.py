@@ -1,6 +1,7 @@
 """energy_anomaly: a night's energy against the median of the device's earlier nights on the same
 program (lightctl/faults/energy.py), and the watch that closes each night from the telemetry store
-(lightctl/faults/energy_watch.py) against a real SQLite telemetry database."""
+(lightctl/faults/energy_watch.py) against a real SQLite telemetry database, keeping the nights in
+the state database (SQLite and PostgreSQL) for its next start."""
 
 from __future__ import annotations
 
@@ -13,14 +14,19 @@ import pytest
 
 from lightctl.clock import ManualClock
 from lightctl.config.loader import District
-from lightctl.config.settings import Thresholds
+from lightctl.config.settings import Partition, Thresholds
 from lightctl.faults.energy import EnergyHistory, judge_energy
-from lightctl.faults.energy_watch import EnergyWatch
+from lightctl.faults.energy_watch import EnergyWatch, owner_of
 from lightctl.faults.lifecycle import AlarmManager
 from lightctl.faults.store import MemoryAlarmStore
 from lightctl.model import DesiredState, Override, Reading
 from lightctl.schedule.resolve import Resolver
 from lightctl.store.sqlite_ts import SqliteTelemetry
+from lightctl.store.state import EnergyNight, StateDB
+from lightctl.store.state_sqlite import SqliteStateDB
+
+# The state database on SQLite and on a PostgreSQL schema of its own, as the store tests use it.
+from tests.store.conftest import StateTarget, pg_schema, postgresql, state_target  # noqa: F401
 
 from .harness import Recorder
 
@@ -78,8 +84,11 @@ def test_history_keeps_each_program_apart_in_night_order() -> None:
     assert h.previous("a", "weekend", NIGHT - 2 * ONE, 10) == [0.0, 2.0]
     assert h.previous("b", None, NIGHT, 10) == []  # no program: never a baseline
     assert h.previous("zz", "week", NIGHT, 10) == []
-    h.add(NIGHT - ONE, {"a": ("week", 0.0)})  # the same night twice: the first one stays
+    h.add(NIGHT - ONE, {"a": ("week", 0.0), "b": ("week", 4.0)})  # the same night again: fills gaps only
     assert h.previous("a", "week", NIGHT, 1) == [5.0]
+    assert h.previous("b", "week", NIGHT, 9) == []  # b had a figure (no program): kept
+    h.add(NIGHT - 7 * ONE, {"b": ("week", 4.0)})  # a night b had no figure for
+    assert h.previous("b", "week", NIGHT, 9) == [4.0]
 
 
 def test_history_forgets_nights_beyond_keep() -> None:
@@ -96,14 +105,16 @@ OTHER = "ha-002"
 
 
 class Rig:
-    def __init__(self, district: District, store: SqliteTelemetry, clock: ManualClock) -> None:
+    def __init__(
+        self, district: District, store: SqliteTelemetry, clock: ManualClock, state: StateDB | None = None
+    ) -> None:
         self.district = district
         self.store = store
         self.clock = clock
         self.resolver = Resolver.for_district(district)
         self.rec = Recorder()
         self.manager = AlarmManager(MemoryAlarmStore(), clock, events=self.rec)
-        self.watch = EnergyWatch(district, lambda: self.resolver, self.manager, clock, store)
+        self.watch = EnergyWatch(district, lambda: self.resolver, self.manager, clock, store, state)
         self.counter = dict.fromkeys(district.devices, 100.0)
 
     async def night(self, night: dt.date, kwh: dict[str, float]) -> None:
@@ -127,7 +138,36 @@ class Rig:
 
     async def close(self, night: dt.date) -> None:
         self.clock.set(self.watch.bounds(night)[1] + 200)
-        self.watch.judge(night, await self.watch.figures(night), self.clock.now())
+        figures = await self.watch.figures(night)
+        self.watch.judge(night, figures, self.clock.now())
+        await self.watch.save(night, figures)
+        await self.manager.flush()
+
+    async def run_until_judged(self, night: dt.date) -> None:
+        """Start the watch on the afternoon of `night` (earlier nights are history), then move the
+        clock past the night's close and wait for the watch to judge it."""
+        self.clock.set(self.watch.bounds(night)[0] + 6 * 3600)
+        task = asyncio.create_task(self.watch.run())
+        try:
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                if self.watch.history.nights:
+                    break
+            assert self.open_alarms() == []
+            self.clock.set(self.watch.bounds(night)[1] + 121)
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                await self.manager.flush()
+                if (
+                    self.watch.stats["normal"]
+                    + self.watch.stats["anomalies"]
+                    + self.watch.stats["not_judged"]
+                ):
+                    break
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
         await self.manager.flush()
 
     def open_alarms(self) -> list[tuple[str, str]]:
@@ -218,27 +258,93 @@ async def test_at_start_earlier_nights_are_read_back_and_the_next_close_judged(r
     nights = same_program_nights(rig, dt.date(2025, 9, 1), 5)
     for night in nights:
         await rig.night(night, {LAMP: 2.0 if night == nights[-1] else 1.0})
-    # start on the afternoon of the last night: the earlier ones are history, the last is judged
-    rig.clock.set(rig.watch.bounds(nights[-1])[0] + 6 * 3600)
-    task = asyncio.create_task(rig.watch.run())
+    # no state database: the earlier nights come from the telemetry store
+    await rig.run_until_judged(nights[-1])
+    assert rig.open_alarms() == [("energy_anomaly", LAMP)]
+    assert "+100%" in rig.manager.open_alarms()[0].detail
+    assert rig.watch.stats["nights_read_back"] == rig.watch.keep
+
+
+async def test_saved_nights_are_the_history_after_a_restart_without_reading_telemetry(
+    district: District,
+    tmp_path: Path,
+    state_target: StateTarget,  # noqa: F811
+) -> None:
+    clock = ManualClock(dt.datetime(2025, 9, 1, 8, tzinfo=dt.UTC).timestamp())
+    before = SqliteTelemetry(tmp_path / "before.db")
+    after = SqliteTelemetry(tmp_path / "after.db")  # the restarted run's store: only the night judged
+    await before.open()
+    await after.open()
+    state = await state_target.open()
     try:
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if rig.watch.history.nights:
-                break
-        assert rig.open_alarms() == []
-        rig.clock.set(rig.watch.bounds(nights[-1])[1] + 121)
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            await rig.manager.flush()
-            if rig.open_alarms():
-                break
-        assert rig.open_alarms() == [("energy_anomaly", LAMP)]
-        assert "+100%" in rig.manager.open_alarms()[0].detail
+        first = Rig(district, before, clock, state)
+        nights = same_program_nights(first, dt.date(2025, 9, 1), 4)
+        every = [nights[0] + i * ONE for i in range((nights[-1] - nights[0]).days)]
+        for night in every:
+            await first.night(night, {})
+        # the first run starts before them (nothing to read back yet) and closes each of them
+        await first.watch.restore(nights[0])
+        assert first.watch.stats["nights_read_back"] == first.watch.keep
+        for night in every:
+            await first.close(night)
+        assert first.open_alarms() == []
+        await state.close()
+
+        state = await state_target.open()
+        saved = await state.load_energy_nights(dt.date(2000, 1, 1))
+        keep = first.watch.keep
+        # pruned to the lookback: exactly what the next start needs
+        assert [n.night for n in saved] == [every[-1] - i * ONE for i in range(keep - 1, -1, -1)]
+        assert saved[-1].figures()[LAMP] == (first.program(LAMP, every[-1]), 1.0)
+
+        second = Rig(district, after, clock, state)
+        await second.night(nights[-1], {LAMP: 1.3})
+        await second.run_until_judged(nights[-1])
+        assert second.watch.stats["nights_loaded"] == keep
+        assert second.watch.stats["nights_read_back"] == 0
+        assert second.open_alarms() == [("energy_anomaly", LAMP)]
+        assert "+30% against the baseline 1.000 kWh" in second.manager.open_alarms()[0].detail
+        # the judged night was saved in turn, and the oldest one pruned
+        again = await state.load_energy_nights(dt.date(2000, 1, 1))
+        assert [n.night for n in again] == [nights[-1] - i * ONE for i in range(keep - 1, -1, -1)]
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await state.close()
+        await before.close()
+        await after.close()
+
+
+async def test_a_partition_uses_nights_another_saved_for_its_devices(
+    district: District, tmp_path: Path
+) -> None:
+    assert owner_of(None) == ""
+    assert owner_of(Partition(roads=["binhe", "zhonghua"], gateways=["zhg-01"])) == (
+        "roads=binhe,zhonghua;gateways=zhg-01"
+    )
+    clock = ManualClock(dt.datetime(2025, 9, 1, 8, tzinfo=dt.UTC).timestamp())
+    store = SqliteTelemetry(tmp_path / "telemetry.db")
+    await store.open()
+    state = await SqliteStateDB.open(tmp_path / "state.db")
+    try:
+        rig = Rig(district, store, clock, state)
+        rig.watch.owner = "roads=b"
+        nights = same_program_nights(rig, dt.date(2025, 9, 1), 4)
+        window = [nights[-1] - i * ONE for i in range(rig.watch.keep, 0, -1)]
+        for night in window:
+            if night in nights[:3]:  # closed by the instance that owned the lamp before a handover
+                figures = {LAMP: (rig.program(LAMP, night), 1.0)}
+                await state.save_energy_night(EnergyNight.pack(night, "roads=a", figures))
+            elif night == window[0]:  # another partition's night, none of these devices: read back
+                await state.save_energy_night(EnergyNight.pack(night, "roads=c", {"zz-999": ("p", 1.0)}))
+            else:
+                await state.save_energy_night(EnergyNight.pack(night, "roads=b", {}))
+        await rig.night(nights[-1], {LAMP: 1.3})
+        await rig.run_until_judged(nights[-1])
+        assert rig.watch.stats["nights_loaded"] == rig.watch.keep - 1
+        assert rig.watch.stats["nights_read_back"] == 1
+        assert rig.open_alarms() == [("energy_anomaly", LAMP)]
+    finally:
+        await state.close()
+        await store.close()
 
 
 def test_the_window_closes_on_the_hour_after_sunrise(rig: Rig) -> None:

@@ -51,6 +51,7 @@ from lightctl.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY_S = 60.0  # real seconds
+SNAPSHOT_SLICE = 5000  # devices per transaction: the event loop gets a turn between them
 
 
 class ResolverFeed:
@@ -345,21 +346,28 @@ class Runtime:
 
     async def _snapshots(self, state: StateDB) -> None:
         """Save every device's latest reading now and then, so a restart resumes from it. A minute
-        apart: at city scale it is a whole-inventory write, and a restored state that is out of date
-        is corrected by the device's next report (the reconciler acts on it at once)."""
+        apart, in slices: at city scale it is a whole-inventory write, and a restored state that is
+        out of date is corrected by the device's next report (the reconciler acts on it at once)."""
         saved: dict[str, float] = {}
         while True:
             await asyncio.sleep(SNAPSHOT_EVERY_S)
-            now = self.clock.now()
-            batch = [
-                DeviceSnapshot(dev_id, st.last, bool(st.online), now)
-                for dev_id, st in self.live.status.items()
-                if st.last is not None and saved.get(dev_id) != st.last.ts
-            ]
-            if batch:
+            ids = list(self.live.status)
+            for first in range(0, len(ids), SNAPSHOT_SLICE):
                 with contextlib.suppress(Exception):
-                    await state.save_device_states(batch)
-                    saved.update((s.device, s.reading.ts) for s in batch if s.reading is not None)
+                    await self._save_snapshots(state, ids[first : first + SNAPSHOT_SLICE], saved)
+
+    async def _save_snapshots(self, state: StateDB, ids: list[str], saved: dict[str, float]) -> None:
+        now = self.clock.now()
+        status = self.live.status
+        # last_seen is the latest reading's time: reading it costs nothing, `last` builds a Reading.
+        batch = [
+            DeviceSnapshot(dev_id, st.last, bool(st.online), now)
+            for dev_id in ids
+            if (st := status[dev_id]).last_seen is not None and saved.get(dev_id) != st.last_seen
+        ]
+        if batch:
+            await state.save_device_states(batch)
+            saved.update((s.device, s.reading.ts) for s in batch if s.reading is not None)
 
     async def reload(self) -> list[str]:
         """Re-read the configuration. Schedules, calendars and tokens take effect at once; an inventory

@@ -67,7 +67,8 @@ class EnergyHistory:
     """Nightly energy per device and program, for the last `keep` nights."""
 
     def __init__(self, devices: Iterable[str], keep: int) -> None:
-        self.slot = {d: i for i, d in enumerate(devices)}
+        self.devices = list(devices)
+        self.slot = {d: i for i, d in enumerate(self.devices)}
         self.programs: list[str] = [""]
         self._program_ix: dict[str, int] = {}
         self.nights: deque[_Night] = deque(maxlen=max(1, keep))
@@ -75,15 +76,47 @@ class EnergyHistory:
     def add(self, night: dt.date, figures: Mapping[str, tuple[str | None, float]]) -> None:
         """A night's (program, kWh) per device; devices not in `figures` have no figure. A night
         added again only fills the devices it had no figure for (several instances' parts of it)."""
-        known = next((n for n in self.nights if n.night == night), None)
+        known = self._find(night)
         if known is not None:
             self._fill(known, figures)
             return
         n = len(self.slot)
         added = _Night(night, array("f", [math.nan]) * n, array("H", [NO_PROGRAM]) * n)
         self._fill(added, figures)
+        self._append(added)
+
+    def add_columns(
+        self,
+        night: dt.date,
+        devices: Sequence[str],
+        programs: Sequence[str | None],
+        program: array[int],
+        kwh: array[float],
+    ) -> None:
+        """A night as `columns` gives it (kWh NaN: no figure): the same as `add`, and a 100,000-device
+        night in milliseconds instead of a tenth of a second when its devices are this history's in
+        its order (saved by this instance with the same inventory)."""
+        if self._find(night) is not None or devices != self.devices:
+            figures = {d: (programs[p], v) for d, p, v in zip(devices, program, kwh, strict=True)}
+            self.add(night, {d: f for d, f in figures.items() if not math.isnan(f[1])})
+            return
+        ix = [self._index(p) for p in programs]
+        mapped = array("H", program) if ix == list(range(len(ix))) else array("H", [ix[p] for p in program])
+        self._append(_Night(night, array("f", kwh), mapped))
+
+    def columns(self, night: dt.date) -> tuple[list[str], list[str | None], array[int], array[float]] | None:
+        """The night as (devices, programs, program index per device, kWh per device), for saving."""
+        n = self._find(night)
+        if n is None:
+            return None
+        return self.devices, [None, *self.programs[1:]], n.program, n.kwh
+
+    def _find(self, night: dt.date) -> _Night | None:
+        return next((n for n in self.nights if n.night == night), None)
+
+    def _append(self, added: _Night) -> None:
         self.nights.append(added)
-        if len(self.nights) > 1 and self.nights[-2].night > night:  # backfilled out of order
+        if len(self.nights) > 1 and self.nights[-2].night > added.night:  # backfilled out of order
             self.nights = deque(sorted(self.nights, key=lambda x: x.night), maxlen=self.nights.maxlen)
 
     def previous(self, device: str, program: str | None, before: dt.date, limit: int) -> list[float]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import zlib
 from collections import Counter
 from collections.abc import Callable
 
@@ -115,12 +116,13 @@ class EnergyWatch:
                 self.manager.clear_alarm(ALARM, dev_id, now)
         self.history.add(night, figures)
 
-    async def save(self, night: dt.date, figures: Figures) -> None:
-        """Keep a closed night's figures in the state database, and forget nights beyond the lookback."""
-        if self.state is None:
+    async def save(self, night: dt.date) -> None:
+        """Keep a night the history holds in the state database, and forget nights beyond the lookback."""
+        columns = self.history.columns(night)
+        if self.state is None or columns is None:
             return
         try:
-            await self.state.save_energy_night(EnergyNight.pack(night, self.owner, figures))
+            await self.state.save_energy_night(EnergyNight.pack(night, self.owner, *columns))
             await self.state.prune_energy_nights(night - (self.keep - 1) * ONE_DAY)
         except Exception:
             # Not fatal: the next start reads this night back from the telemetry store instead.
@@ -143,7 +145,7 @@ class EnergyWatch:
                 continue
             self.stats["nights_read_back"] += 1
             self.history.add(night, figures)
-            await self.save(night, figures)
+            await self.save(night)
 
     async def _load(self, first: dt.date, first_open: dt.date) -> set[dt.date]:
         """Add the saved nights from `first` to before `first_open`; returns those that need no read-back:
@@ -160,13 +162,13 @@ class EnergyWatch:
             if n.night >= first_open:
                 continue
             try:
-                figures = n.figures()
-            except ValueError:
+                columns = n.columns()
+            except (ValueError, zlib.error):
                 log.warning("energy: saved night %s (%r) is damaged; ignored", n.night, n.owner)
                 continue
-            if n.owner == self.owner or not self.history.slot.keys().isdisjoint(figures):
+            if n.owner == self.owner or not self.history.slot.keys().isdisjoint(columns[0]):
                 found.add(n.night)
-            self.history.add(n.night, figures)
+            self.history.add_columns(n.night, *columns)
         return found
 
     async def run(self) -> None:
@@ -188,7 +190,7 @@ class EnergyWatch:
             # however long the store took to answer (kept in stats).
             self.stats["last_judged_after_s"] = round(self.clock.now() - due)
             self.judge(night, figures, due)
-            await self.save(night, figures)
+            await self.save(night)
             night += ONE_DAY
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sys
 import zlib
 from array import array
@@ -87,10 +88,10 @@ EnergyFigures = Mapping[str, tuple[str | None, float]]  # device -> (program or 
 @dataclass(frozen=True, slots=True)
 class EnergyNight:
     """One night's energy figures of the devices one instance closed, packed as the energy watch
-    holds them (lightctl/faults/energy.py): a float32 kWh and a 2-byte program index per device, and
-    the device ids compressed. A city's night is one row of about 1 MB rather than 100,000 rows, so
-    the 35 nights of history load in one short query. Program index 0 is no program: a night an
-    override, maintenance or a meter reset touched, never part of a baseline."""
+    holds them (lightctl/faults/energy.py): a float32 kWh (NaN: no figure) and a 2-byte program index
+    per device, and the device ids compressed. A city's night is one row of under 1 MB rather than
+    100,000 rows, so the 35 nights of history load in one short query. Program index 0 is no
+    program: a night an override, maintenance or a meter reset touched, never part of a baseline."""
 
     night: dt.date
     owner: str  # the partition that closed it ("" without one): instances never overwrite each other
@@ -100,35 +101,58 @@ class EnergyNight:
     kwh: bytes  # float32 little-endian per device
 
     @classmethod
-    def pack(cls, night: dt.date, owner: str, figures: EnergyFigures) -> EnergyNight:
-        names: dict[str, int] = {}
-        program = array("H")
-        kwh = array("f")
-        for prog, value in figures.values():
-            program.append(0 if prog is None else names.setdefault(prog, len(names) + 1))
-            kwh.append(value)
+    def pack(
+        cls,
+        night: dt.date,
+        owner: str,
+        devices: Sequence[str],
+        programs: Sequence[str | None],  # [None, *ids]: what program indices refer to
+        program: array[int],
+        kwh: array[float],
+    ) -> EnergyNight:
+        if not len(devices) == len(program) == len(kwh) or program.typecode != "H" or kwh.typecode != "f":
+            raise ValueError("energy night: one uint16 program index and one float32 kWh per device")
         if sys.byteorder == "big":
+            program, kwh = array("H", program), array("f", kwh)
             program.byteswap()
             kwh.byteswap()
         return cls(
             night,
             owner,
-            zlib.compress("\n".join(figures).encode()),
-            json.dumps(list(names)),
+            zlib.compress("\n".join(devices).encode()),
+            json.dumps(list(programs[1:])),
             program.tobytes(),
             kwh.tobytes(),
         )
 
-    def figures(self) -> dict[str, tuple[str | None, float]]:
+    @classmethod
+    def of(cls, night: dt.date, owner: str, figures: EnergyFigures) -> EnergyNight:
+        names: dict[str, int] = {}
+        program = array(
+            "H", [0 if p is None else names.setdefault(p, len(names) + 1) for p, _ in figures.values()]
+        )
+        kwh = array("f", [v for _, v in figures.values()])
+        return cls.pack(night, owner, list(figures), [None, *names], program, kwh)
+
+    def columns(self) -> tuple[list[str], list[str | None], array[int], array[float]]:
+        """(devices, programs, program index per device, kWh per device), as `pack` took them."""
         text = zlib.decompress(self.devices).decode()
         devices = text.split("\n") if text else []
-        names: list[str | None] = [None, *json.loads(self.programs)]
+        programs: list[str | None] = [None, *json.loads(self.programs)]
         program = array("H", self.program)
         kwh = array("f", self.kwh)
         if sys.byteorder == "big":
             program.byteswap()
             kwh.byteswap()
-        return {d: (names[p], v) for d, p, v in zip(devices, program, kwh, strict=True)}
+        if not len(devices) == len(program) == len(kwh):
+            raise ValueError(f"energy night {self.night} ({self.owner!r}): columns of unequal length")
+        return devices, programs, program, kwh
+
+    def figures(self) -> dict[str, tuple[str | None, float]]:
+        devices, programs, program, kwh = self.columns()
+        return {
+            d: (programs[p], v) for d, p, v in zip(devices, program, kwh, strict=True) if not math.isnan(v)
+        }
 
 
 class StateDB(Protocol):

@@ -98,6 +98,28 @@ def test_history_forgets_nights_beyond_keep() -> None:
     assert h.previous("a", "p", NIGHT + 9 * ONE, 10) == [2.0, 3.0, 4.0]
 
 
+def test_history_columns_go_back_in_whole_or_by_device() -> None:
+    h = EnergyHistory(["a", "b", "c"], keep=10)
+    h.add(NIGHT - 2 * ONE, {"a": ("week", 1.0), "b": (None, 2.0)})
+    h.add(NIGHT - ONE, {"a": ("weekend", 3.0), "c": ("week", 4.0)})
+    saved = {n: EnergyNight.pack(n, "", *(h.columns(n) or ())) for n in (NIGHT - 2 * ONE, NIGHT - ONE)}
+    assert h.columns(NIGHT) is None
+    assert saved[NIGHT - 2 * ONE].figures() == {"a": ("week", 1.0), "b": (None, 2.0)}  # "c": no figure
+    # the same inventory, programs met in another order: the arrays are taken whole, indices mapped
+    same = EnergyHistory(["a", "b", "c"], keep=10)
+    same.add(NIGHT - 5 * ONE, {"a": ("weekend", 9.0)})
+    # another inventory: device by device
+    other = EnergyHistory(["c", "a", "z"], keep=10)
+    for h2 in (same, other):
+        for n in sorted(saved, reverse=True):
+            h2.add_columns(n, *saved[n].columns())
+        assert h2.previous("a", "week", NIGHT, 9) == [1.0]
+        assert h2.previous("a", "weekend", NIGHT, 9)[-1:] == [3.0]
+        assert h2.previous("c", "week", NIGHT, 9) == [4.0]
+        assert h2.previous("b", None, NIGHT, 9) == []
+    assert [n.night for n in same.nights] == [NIGHT - 5 * ONE, NIGHT - 2 * ONE, NIGHT - ONE]
+
+
 # --- the watch, on a telemetry database ------------------------------------------------------------
 
 LAMP = "ha-001"
@@ -140,7 +162,7 @@ class Rig:
         self.clock.set(self.watch.bounds(night)[1] + 200)
         figures = await self.watch.figures(night)
         self.watch.judge(night, figures, self.clock.now())
-        await self.watch.save(night, figures)
+        await self.watch.save(night)
         await self.manager.flush()
 
     async def run_until_judged(self, night: dt.date) -> None:
@@ -332,11 +354,11 @@ async def test_a_partition_uses_nights_another_saved_for_its_devices(
         for night in window:
             if night in nights[:3]:  # closed by the instance that owned the lamp before a handover
                 figures = {LAMP: (rig.program(LAMP, night), 1.0)}
-                await state.save_energy_night(EnergyNight.pack(night, "roads=a", figures))
+                await state.save_energy_night(EnergyNight.of(night, "roads=a", figures))
             elif night == window[0]:  # another partition's night, none of these devices: read back
-                await state.save_energy_night(EnergyNight.pack(night, "roads=c", {"zz-999": ("p", 1.0)}))
+                await state.save_energy_night(EnergyNight.of(night, "roads=c", {"zz-999": ("p", 1.0)}))
             else:
-                await state.save_energy_night(EnergyNight.pack(night, "roads=b", {}))
+                await state.save_energy_night(EnergyNight.of(night, "roads=b", {}))
         await rig.night(nights[-1], {LAMP: 1.3})
         await rig.run_until_judged(nights[-1])
         assert rig.watch.stats["nights_loaded"] == rig.watch.keep - 1

@@ -18,7 +18,7 @@ ONE = dt.timedelta(days=1)
 
 def test_packing_keeps_devices_programs_and_float32_figures() -> None:
     figures = {"ha-001": ("week", 1.3), "ha-002": (None, 0.0), "zhg-01-u01": ("week", 2.0), "x": ("hol", 0.1)}
-    packed = EnergyNight.pack(NIGHT, "", figures)
+    packed = EnergyNight.of(NIGHT, "", figures)
     assert len(packed.kwh) == 4 * 4  # float32, as the watch holds it
     assert len(packed.program) == 2 * 4
     back = packed.figures()
@@ -26,13 +26,13 @@ def test_packing_keeps_devices_programs_and_float32_figures() -> None:
     for dev, (program, kwh) in figures.items():
         assert back[dev][0] == program
         assert math.isclose(back[dev][1], kwh, rel_tol=1e-6)
-    assert EnergyNight.pack(NIGHT, "", {}).figures() == {}
+    assert EnergyNight.of(NIGHT, "", {}).figures() == {}
 
 
 def test_a_damaged_night_is_refused_rather_than_misread() -> None:
-    packed = EnergyNight.pack(NIGHT, "", {"a": ("p", 1.0), "b": ("p", 2.0)})
+    packed = EnergyNight.of(NIGHT, "", {"a": ("p", 1.0), "b": ("p", 2.0)})
     cut = EnergyNight(NIGHT, "", packed.devices, packed.programs, packed.program, packed.kwh[:4])
-    with pytest.raises(ValueError, match="zip"):
+    with pytest.raises(ValueError, match="unequal"):
         cut.figures()
 
 
@@ -41,11 +41,11 @@ async def test_nights_survive_a_reopen_are_replaced_per_owner_and_pruned(state_t
     try:
         for n in range(5):
             night = NIGHT + n * ONE
-            await db.save_energy_night(EnergyNight.pack(night, "", {"ha-001": ("p", float(n + 1))}))
+            await db.save_energy_night(EnergyNight.of(night, "", {"ha-001": ("p", float(n + 1))}))
         # Another instance's partition on the same night: kept beside it, not over it.
-        await db.save_energy_night(EnergyNight.pack(NIGHT + 4 * ONE, "roads=binhe", {"ha-101": (None, 7.0)}))
+        await db.save_energy_night(EnergyNight.of(NIGHT + 4 * ONE, "roads=binhe", {"ha-101": (None, 7.0)}))
         # The same night of the same owner saved again: replaced.
-        await db.save_energy_night(EnergyNight.pack(NIGHT + 3 * ONE, "", {"ha-001": ("q", 9.0)}))
+        await db.save_energy_night(EnergyNight.of(NIGHT + 3 * ONE, "", {"ha-001": ("q", 9.0)}))
     finally:
         await db.close()
 

@@ -88,7 +88,7 @@ async def test_a_version_1_database_is_migrated_on_open(state_target: StateTarge
         assert states["ha-001"].online is True
         # Version 4: nightly energy figures start empty.
         assert await db.load_energy_nights(dt.date(2000, 1, 1)) == []
-        await db.save_energy_night(EnergyNight.pack(dt.date(2026, 1, 1), "", {"ha-001": ("p", 1.0)}))
+        await db.save_energy_night(EnergyNight.of(dt.date(2026, 1, 1), "", {"ha-001": ("p", 1.0)}))
         assert len(await db.load_energy_nights(dt.date(2026, 1, 1))) == 1
     finally:
         await db.close()

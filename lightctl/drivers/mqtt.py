@@ -34,6 +34,7 @@ import itertools
 import logging
 import re
 import secrets
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ log = logging.getLogger("lightctl.drivers.mqtt")
 _NORTHBOUND_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ONLINE = orjson.dumps({"state": "online"})
 _OFFLINE = orjson.dumps({"state": "offline"})
+EXPIRE_EVERY_S = 0.1  # how late past its timeout an unanswered command may be failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,7 @@ class MqttDriver:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._connected_since = float("-inf")
         self._watch: asyncio.Task[None] | None = None
+        self._expiry: asyncio.Task[None] | None = None
         self.messages = self.readings = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -137,19 +140,22 @@ class MqttDriver:
         await self._conn.start()
         if self._watch is None:
             self._watch = asyncio.create_task(self._watch_silence(), name="mqtt-silence")
+        if self._expiry is None:
+            self._expiry = asyncio.create_task(self._expire_commands(), name="mqtt-ack-timeouts")
 
     async def wait_connected(self, within_s: float) -> bool:
         """True once connected and subscribed, within `within_s` real seconds."""
         return await self._conn.wait_ready(within_s)
 
     async def stop(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
-            watch.cancel()
-            try:
-                await watch
-            except asyncio.CancelledError:
-                pass
+        for task in (self._watch, self._expiry):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._watch = self._expiry = None
         self._flush()
         self._pending.cancel_all("driver stopped")
         await self._conn.stop(final=[(self._bridge_topic, _OFFLINE, 1, True)])
@@ -328,15 +334,18 @@ class MqttDriver:
         if not self._conn.connected:
             return CommandResult(track.id, cid, False, "MQTT broker not connected")
         wait_s = self.settings.ack_timeout_s
-        pending = self._pending.open(track, cid, on, level)
+        pending = self._pending.open(track, cid, on, level, time.monotonic() + wait_s)
         try:
             self._conn.publish(track.codec.command_topic(track.wire_id), payload, qos=1, ttl_s=wait_s)
-            return await asyncio.wait_for(pending.future, wait_s)
-        except TimeoutError:
-            detail = f"no acknowledgement or confirming report within {self.settings.ack_timeout_s:g} s"
-            return self._pending.timed_out_result(pending, detail)
+            return await pending.future  # _expire_commands fails it after wait_s
         finally:
             self._pending.close(pending)
+
+    async def _expire_commands(self) -> None:
+        detail = f"no acknowledgement or confirming report within {self.settings.ack_timeout_s:g} s"
+        while True:
+            await asyncio.sleep(EXPIRE_EVERY_S)
+            self._pending.expire(time.monotonic(), detail)
 
     # --- northbound -----------------------------------------------------------------------------
 

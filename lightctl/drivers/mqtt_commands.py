@@ -13,7 +13,7 @@ ignored; the ack of one that timed out is counted as `ack_late`; any other id as
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,11 +42,17 @@ class PendingCommands:
         self._by_id: dict[str, Pending] = {}
         self.by_device: dict[str, list[Pending]] = {}  # read in the hot path: empty most of the time
         self._finished: OrderedDict[str, bool] = OrderedDict()  # command id -> it was confirmed
+        self._deadlines: deque[tuple[float, Pending]] = deque()
         self.commands = self.confirmed = self.refused = self.timed_out = 0
 
-    def open(self, track: Track, command_id: str, on: bool | None, level: int | None) -> Pending:
+    def open(
+        self, track: Track, command_id: str, on: bool | None, level: int | None, deadline: float
+    ) -> Pending:
+        """`deadline` is in real (monotonic) seconds; every command has the same timeout, so
+        deadlines come in order and one sweep (`expire`) replaces a timer per command."""
         future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
         pending = Pending(command_id, track, on, level, self._now(), future)
+        self._deadlines.append((deadline, pending))
         self._by_id[command_id] = pending
         self.by_device.setdefault(track.id, []).append(pending)
         self.commands += 1
@@ -65,11 +71,20 @@ class PendingCommands:
             if not waiting:
                 del self.by_device[pending.device.id]
 
-    def timed_out_result(self, pending: Pending, detail: str) -> CommandResult:
-        self.timed_out += 1
-        return CommandResult(
-            pending.device.id, pending.command_id, False, detail, None, self._now() - pending.issued
-        )
+    def expire(self, now_real: float, detail: str) -> None:
+        """Fail the commands whose deadline has passed without a confirmation."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now_real:
+            _, pending = deadlines.popleft()
+            if pending.future.done():
+                continue
+            self.timed_out += 1
+            pending.future.set_result(
+                CommandResult(
+                    pending.device.id, pending.command_id, False, detail, None, self._now() - pending.issued
+                )
+            )
+            self.close(pending)
 
     def resolve(self, pending: Pending, ok: bool, detail: str, by: str | None) -> None:
         if pending.future.done():

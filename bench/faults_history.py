@@ -7,6 +7,10 @@ models (SimLamp, GroupUnit, FacadeUnit on a manual clock), following the resolve
 SAMPLE_S steps, and its energy counter is written to the telemetry database once an hour, as the
 driver would have stored it. The live simulators' counters are then moved on by what those nights
 drew, so that the counters continue where the history ends.
+
+The energy watch keeps the nights it closes in the state database and reads back from telemetry
+only the nights missing there; the bench's state database is new, as on the first start after an
+upgrade, so the watch reads all of these back (its stats: `nights_read_back`) and saves them.
 """
 
 from __future__ import annotations

@@ -103,6 +103,7 @@ class Reconciler:
         self.desired: dict[str, DesiredState] = {}
         self._held: set[str] = set()
         self._wake = asyncio.Event()
+        self._stopping = False
         self.live.availability_listeners.append(self._availability)
         self.live.reading_listeners.append(self._heard)
 
@@ -175,6 +176,7 @@ class Reconciler:
                 sleeper.cancel()
                 waker.cancel()
         finally:
+            self._stopping = True  # a cancelled command's slot must not start a queued one
             for task in list(self._tasks):
                 task.cancel()
             for task in list(self._tasks):
@@ -216,7 +218,7 @@ class Reconciler:
         if track is None or want is None:
             return 0
         track.seen = want
-        if track.in_flight or dev_id in self._held:
+        if track.in_flight or dev_id in self._held or self._stopping:
             return 0  # a finishing command looks again
         gave_up = track.failed_for is not None and track.failed_for.same_output(want)
         if now < track.next_try and (gave_up or track.failed_for is None) and not track.reassert:
@@ -235,6 +237,8 @@ class Reconciler:
             return 0
         track.in_flight = True
         track.reassert = False
+        if track.failed_for is not None and not track.failed_for.same_output(want):
+            track.failed_for = None  # a new state gets its own retries, 2, 4 and 8 s apart
         self._busy[kind] = self._busy.get(kind, 0) + 1
         task = asyncio.ensure_future(self._command(dev_id, want))
         self._tasks.add(task)
@@ -299,8 +303,8 @@ class Reconciler:
         finally:
             track.in_flight = False
             self._busy[track.kind] -= 1
-            if self.desired.get(dev_id) is not want:
-                self._dirty.add(dev_id)  # it changed while this command was out
+            if self.desired.get(dev_id) is not want or track.reassert:
+                self._dirty.add(dev_id)  # it changed, or was asked to re-assert, while this was out
                 self._wake.set()
             self._drain(track.kind)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 from lightctl.store.state import CommandLogEntry, StateDB
 
@@ -20,13 +21,13 @@ class CommandLog:
         self.state = state
         self.interval_s = interval_s  # real seconds: the database's pace, not the clock's
         self.max_queued = max_queued
-        self._queue: list[CommandLogEntry] = []
+        self._queue: deque[CommandLogEntry] = deque()
         self.written = 0
         self.dropped = 0  # only if the database stays unreachable for long under a command flood
 
     def add(self, entry: CommandLogEntry) -> None:
         if len(self._queue) >= self.max_queued:
-            self._queue.pop(0)
+            self._queue.popleft()
             self.dropped += 1
         self._queue.append(entry)
 
@@ -38,16 +39,20 @@ class CommandLog:
     async def flush(self) -> None:
         if not self._queue:
             return
-        batch, self._queue = self._queue, []
+        batch, self._queue = self._queue, deque()
         try:
             await self.state.log_commands(batch)
-        except Exception as exc:
-            # Keep them for the next try, in order, ahead of what came meanwhile.
-            log.warning("command log not written (%d entries kept for the next try): %s", len(batch), exc)
-            self._queue[:0] = batch
-            overflow = len(self._queue) - self.max_queued
-            if overflow > 0:
-                del self._queue[:overflow]
-                self.dropped += overflow
+        except BaseException as exc:
+            # Kept for the next try, in order, ahead of what came meanwhile; also when cancelled
+            # (PostgreSQL rolls the batch back): writing an entry twice changes nothing.
+            if not isinstance(exc, asyncio.CancelledError):
+                log.warning("command log not written (%d entries kept): %s", len(batch), exc)
+            batch.extend(self._queue)
+            self._queue = batch
+            while len(self._queue) > self.max_queued:
+                self._queue.popleft()
+                self.dropped += 1
+            if not isinstance(exc, Exception):
+                raise
             return
         self.written += len(batch)

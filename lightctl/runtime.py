@@ -50,7 +50,7 @@ from lightctl.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_EVERY_S = 60.0  # real seconds
+SNAPSHOT_EVERY_S = 10.0  # real seconds; each device is written only when it reported since
 SNAPSHOT_SLICE = 5000  # devices per transaction: the event loop gets a turn between them
 
 
@@ -129,6 +129,7 @@ class Runtime:
         self.feed = ResolverFeed(self.resolver)
         self.ops: Operations | None = None
         self.command_log: CommandLog | None = None
+        self._saved: dict[str, float] = {}  # device -> time of the reading last snapshotted
         self._tasks: set[asyncio.Task[Any]] = set()  # running only: finished ones leave (one per command)
         self._latencies: deque[float] = deque(maxlen=2000)
         self._server: uvicorn.Server | None = None
@@ -345,16 +346,19 @@ class Runtime:
             st.online = None  # not heard from since the restart
 
     async def _snapshots(self, state: StateDB) -> None:
-        """Save every device's latest reading now and then, so a restart resumes from it. A minute
-        apart, in slices: at city scale it is a whole-inventory write, and a restored state that is
-        out of date is corrected by the device's next report (the reconciler acts on it at once)."""
-        saved: dict[str, float] = {}
+        """Save every device's latest reading now and then, so a restart resumes from it (and the
+        reconciler leaves alone what already shows the desired state). In slices: at city scale it
+        is a whole-inventory write. A state restored out of date (a command confirmed in the last
+        seconds before a crash) is corrected by the device's next report, acted on at once."""
         while True:
             await asyncio.sleep(SNAPSHOT_EVERY_S)
-            ids = list(self.live.status)
-            for first in range(0, len(ids), SNAPSHOT_SLICE):
-                with contextlib.suppress(Exception):
-                    await self._save_snapshots(state, ids[first : first + SNAPSHOT_SLICE], saved)
+            await self._save_all_snapshots(state)
+
+    async def _save_all_snapshots(self, state: StateDB) -> None:
+        ids = list(self.live.status)
+        for first in range(0, len(ids), SNAPSHOT_SLICE):
+            with contextlib.suppress(Exception):
+                await self._save_snapshots(state, ids[first : first + SNAPSHOT_SLICE], self._saved)
 
     async def _save_snapshots(self, state: StateDB, ids: list[str], saved: dict[str, float]) -> None:
         now = self.clock.now()
@@ -538,6 +542,8 @@ class Runtime:
         await cancel_and_wait(self._tasks)
         if self.command_log is not None:
             await self.command_log.flush()
+        if self.state is not None:
+            await self._save_all_snapshots(self.state)  # the next start resumes from now
         if self.mqtt is not None:
             await self.mqtt.stop()
         if self.modbus is not None:

@@ -144,7 +144,12 @@ class EnergyWatch:
                 log.warning("energy: night %s not read back (telemetry store)", night, exc_info=True)
                 continue
             self.stats["nights_read_back"] += 1
-            self.history.add(night, figures)
+            if back == 1:
+                # The last closed night is not in the database, so it was never judged (a restart
+                # between its close and its judgement): judge it now, as of when it was due.
+                self.judge(night, figures, self.bounds(night)[1] + SETTLE_S)
+            else:
+                self.history.add(night, figures)
             await self.save(night)
 
     async def _load(self, first: dt.date, first_open: dt.date) -> set[dt.date]:

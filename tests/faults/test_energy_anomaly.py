@@ -171,26 +171,26 @@ class Rig:
         self.clock.set(self.watch.bounds(night)[0] + 6 * 3600)
         task = asyncio.create_task(self.watch.run())
         try:
-            for _ in range(500):
+            for _ in range(2000):  # up to 20 s on a busy machine
                 await asyncio.sleep(0.01)
                 if self.watch.history.nights:
                     break
             assert self.open_alarms() == []
+            judged = self.judged()  # the night before may have been judged at start
             self.clock.set(self.watch.bounds(night)[1] + 121)
-            for _ in range(500):
+            for _ in range(2000):  # up to 20 s on a busy machine
                 await asyncio.sleep(0.01)
                 await self.manager.flush()
-                if (
-                    self.watch.stats["normal"]
-                    + self.watch.stats["anomalies"]
-                    + self.watch.stats["not_judged"]
-                ):
+                if self.judged() > judged:
                     break
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
         await self.manager.flush()
+
+    def judged(self) -> int:
+        return self.watch.stats["normal"] + self.watch.stats["anomalies"] + self.watch.stats["not_judged"]
 
     def open_alarms(self) -> list[tuple[str, str]]:
         return [(a.type, a.device) for a in self.manager.open_alarms()]
@@ -285,6 +285,25 @@ async def test_at_start_earlier_nights_are_read_back_and_the_next_close_judged(r
     assert rig.open_alarms() == [("energy_anomaly", LAMP)]
     assert "+100%" in rig.manager.open_alarms()[0].detail
     assert rig.watch.stats["nights_read_back"] == rig.watch.keep
+
+
+async def test_a_night_that_closed_while_the_watch_was_down_is_judged_when_it_starts(rig: Rig) -> None:
+    nights = same_program_nights(rig, dt.date(2025, 9, 1), 5)
+    for night in nights:
+        await rig.night(night, {LAMP: 2.0 if night == nights[-1] else 1.0})
+    rig.clock.set(rig.watch.bounds(nights[-1])[1] + 60)  # closed, not yet judged, when it starts
+    task = asyncio.create_task(rig.watch.run())
+    try:
+        for _ in range(2000):  # up to 20 s on a busy machine
+            await asyncio.sleep(0.01)
+            if rig.watch.stats["anomalies"]:
+                break
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await rig.manager.flush()
+    assert rig.open_alarms() == [("energy_anomaly", LAMP)]
 
 
 async def test_saved_nights_are_the_history_after_a_restart_without_reading_telemetry(

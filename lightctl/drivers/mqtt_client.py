@@ -467,17 +467,9 @@ class _Corked:
 
 
 def _cork(client: Any) -> None:
-    # gmqtt 0.8 (pinned in pyproject.toml) writes through two references to one transport: its
-    # protocol's (publish, PUBACK, subscribe, ping) and its connection's (replays after a reconnect).
-    # Both get the same corked transport, so every packet keeps its place in one buffer. If a release
-    # moves them, packets simply go out one by one as before.
+    # gmqtt 0.8 keeps the transport at client._connection._transport (pinned in pyproject.toml);
+    # if a release moves it, packets simply go out one by one as before.
     connection = getattr(client, "_connection", None)
-    protocol = getattr(connection, "_protocol", None)
-    transport = getattr(protocol, "_transport", None)
-    if connection is None or protocol is None or transport is None or isinstance(transport, _Corked):
-        return
-    if getattr(connection, "_transport", None) is not transport:
-        return  # not the layout this was written for
-    corked = _Corked(transport)
-    protocol._transport = corked
-    connection._transport = corked
+    transport = getattr(connection, "_transport", None)
+    if connection is not None and transport is not None and not isinstance(transport, _Corked):
+        connection._transport = _Corked(transport)

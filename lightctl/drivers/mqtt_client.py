@@ -346,7 +346,6 @@ class MqttConnection:
             )
         if self._lost.is_set() or not client.is_connected:
             raise ConnectionError("connection lost right after CONNACK")
-        _cork(client)
         if self._probing_311:
             self._probing_311 = False
             log.warning(
@@ -433,43 +432,3 @@ class MqttConnection:
             )
         self._unacked_subs.discard(mid)
         self._suback.set()
-
-
-class _Corked:
-    """A transport that writes what one turn of the event loop produced in one go.
-
-    gmqtt writes every packet to the socket as it is made: in a fan-out to 20,000 lamps that is a
-    send() system call per command, a tenth of lightctl's time. Packets written in the same turn are
-    joined and sent at the end of it, in order."""
-
-    def __init__(self, transport: Any) -> None:
-        self._transport = transport
-        self._parts: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not self._parts:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._parts.append(data)
-
-    def flush(self) -> None:
-        if self._parts:
-            data = b"".join(self._parts)
-            self._parts.clear()
-            if not self._transport.is_closing():
-                self._transport.write(data)
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-def _cork(client: Any) -> None:
-    # gmqtt 0.8 keeps the transport at client._connection._transport (pinned in pyproject.toml);
-    # if a release moves it, packets simply go out one by one as before.
-    connection = getattr(client, "_connection", None)
-    transport = getattr(connection, "_transport", None)
-    if connection is not None and transport is not None and not isinstance(transport, _Corked):
-        connection._transport = _Corked(transport)

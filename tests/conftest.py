@@ -21,12 +21,38 @@ def mqtt_broker() -> Iterator[servers.BrokerAddress]:
     """
     forced = os.environ.get("LIGHTCTL_TEST_MQTT", "")
     if forced != "amqtt" and servers.mqtt_ping(*SHARED_MQTT):
+        # Simulated lamps leave retained `online` states behind. Mosquitto queues at most 1,000
+        # messages for a subscriber (max_queued_messages), retained ones included: with more left
+        # over from earlier runs, a test's own retained state can be dropped before it arrives.
+        _clear_retained(*SHARED_MQTT, "slc/#")
         yield servers.BrokerAddress(*SHARED_MQTT, kind="mosquitto")
+        _clear_retained(*SHARED_MQTT, "slc/#")
         return
     if forced == "mosquitto":
         pytest.fail(f"LIGHTCTL_TEST_MQTT=mosquitto but no Mosquitto answers on {SHARED_MQTT}")
     with servers.EmbeddedBroker() as broker:
         yield servers.BrokerAddress(broker.host, broker.port, kind="amqtt")
+
+
+def _clear_retained(host: str, port: int, topic: str, listen_s: float = 2.0) -> None:
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    found: set[str] = set()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_message = lambda _c, _u, msg: found.add(msg.topic) if msg.retain else None
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        client.subscribe(topic, qos=0)
+        time.sleep(listen_s)
+        client.unsubscribe(topic)
+        for name in found:
+            client.publish(name, b"", qos=1, retain=True).wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
 
 @pytest.fixture

@@ -281,3 +281,28 @@ async def test_what_was_queued_while_disconnected_goes_out_after_reconnecting(
     # The listeners (northbound) hear of both connects, so they can publish retained topics again.
     assert reconnects == [True, True]
     await probe.stop()
+
+
+async def test_packets_made_in_one_turn_leave_in_one_write_and_in_order(
+    mosquitto: servers.Mosquitto, make_driver: Make, tag: str
+) -> None:
+    from tests.reliability.wire import MqttRecorder
+
+    driver, _ = await make_driver(mosquitto.port, [lamp(tag, 0)])
+    assert await driver.wait_connected(10)
+    corked = driver._conn._client._connection._protocol._transport  # type: ignore[union-attr]
+    assert corked is driver._conn._client._connection._transport  # type: ignore[union-attr]
+    writes: list[int] = []
+    real_write = corked._transport.write
+    corked._transport.write = lambda data: (writes.append(len(data)), real_write(data))
+    topic = f"cork-{tag}/seq"
+    recorder = MqttRecorder(mosquitto.port, topics=(f"cork-{tag}/#",))
+    try:
+        for n in range(300):  # one turn: no await in between
+            driver._conn.publish(topic, str(n).encode(), qos=0)  # QoS 1 would wait for the receive window
+        await asyncio.sleep(0.2)
+        assert len(writes) == 1, writes
+        await eventually(lambda: len(recorder.messages) >= 300, 10)
+        assert [int(p) for _, _, p in recorder.messages] == list(range(300))
+    finally:
+        recorder.close()

@@ -124,6 +124,7 @@ class EnergyWatch:
         try:
             await self.state.save_energy_night(EnergyNight.pack(night, self.owner, *columns))
             await self.state.prune_energy_nights(night - (self.keep - 1) * ONE_DAY)
+            self.stats["nights_saved"] += 1
         except Exception:
             # Not fatal: the next start reads this night back from the telemetry store instead.
             log.warning("energy: night %s not saved (state database)", night, exc_info=True)

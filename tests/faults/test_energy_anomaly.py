@@ -171,17 +171,25 @@ class Rig:
         self.clock.set(self.watch.bounds(night)[0] + 6 * 3600)
         task = asyncio.create_task(self.watch.run())
         try:
+            # Wait for the whole restore: the last closed night it judges must not pass for the
+            # judgement of `night` below.
             for _ in range(2000):  # up to 20 s on a busy machine
                 await asyncio.sleep(0.01)
-                if self.watch.history.nights:
+                if (
+                    self.watch.stats["nights_loaded"] + self.watch.stats["nights_read_back"]
+                    >= self.watch.keep
+                ):
                     break
             assert self.open_alarms() == []
             judged = self.judged()  # the night before may have been judged at start
+            saved = self.watch.stats["nights_saved"]
             self.clock.set(self.watch.bounds(night)[1] + 121)
             for _ in range(2000):  # up to 20 s on a busy machine
                 await asyncio.sleep(0.01)
                 await self.manager.flush()
-                if self.judged() > judged:
+                if self.judged() > judged and (
+                    self.watch.state is None or self.watch.stats["nights_saved"] > saved
+                ):
                     break
         finally:
             task.cancel()

@@ -12,6 +12,8 @@ mqtt.ack_timeout_s for the acknowledgement with that id, or for a report showing
 state, whichever comes first (a lamp behind a concentrator often reports its new state in a batch
 before its ack arrives). The timeout is in real seconds even on a fast ScaledClock: a round trip
 through a broker does not get faster with the simulated clock (amqtt in the demo takes seconds).
+A command still waiting when its lamp (or the lamp's concentrator) announces `online` is published
+again at once: the lamp may have subscribed only after the first copy went out.
 
 Availability (sink.availability, by inventory id): `online` / `offline` on a lamp's or
 concentrator's retained state topic (offline is its last will); a lamp behind a concentrator goes
@@ -73,6 +75,7 @@ class MqttDriverStats:
     confirmed: int
     refused: int
     timed_out: int
+    resent: int
     outbox: int
 
 
@@ -178,7 +181,7 @@ class MqttDriver:
         return MqttDriverStats(
             conn.connected, conn.protocol, conn.connects, conn.disconnects, conn.last_error,
             self.messages, self.readings, dict(self.drops.by_reason), p.commands, p.confirmed, p.refused,
-            p.timed_out, conn.outbox_size,
+            p.timed_out, p.resent, conn.outbox_size,
         )  # fmt: skip
 
     # --- inbound --------------------------------------------------------------------------------
@@ -256,6 +259,7 @@ class MqttDriver:
         if online:
             track.last_seen = now  # it reports within one interval of coming online
             self._set_online(track, True, now, "state online")
+            self._resend(track.lamps if isinstance(track, ConcTrack) else [track])
             return
         self._set_online(track, False, now, "state offline (last will)")
         if isinstance(track, ConcTrack):
@@ -334,12 +338,29 @@ class MqttDriver:
         if not self._conn.connected:
             return CommandResult(track.id, cid, False, "MQTT broker not connected")
         wait_s = self.settings.ack_timeout_s
-        pending = self._pending.open(track, cid, on, level, time.monotonic() + wait_s)
+        pending = self._pending.open(track, cid, on, level, time.monotonic() + wait_s, payload)
         try:
             self._conn.publish(track.codec.command_topic(track.wire_id), payload, qos=1, ttl_s=wait_s)
             return await pending.future  # _expire_commands fails it after wait_s
         finally:
             self._pending.close(pending)
+
+    def _resend(self, tracks: Iterable[Track]) -> None:
+        """A device announcing `online` has (re)connected with a clean session: a command published
+        before it subscribed is lost (after a broker restart lightctl is often back first), so the
+        ones still waiting are published again at once instead of waiting out their timeout. The
+        same id: if the first copy did arrive, the second ack is ignored."""
+        waiting = self._pending.by_device
+        if not waiting or not self._conn.connected:
+            return
+        now_real = time.monotonic()
+        for track in tracks:
+            for pending in waiting.get(track.id, ()):
+                ttl = pending.deadline - now_real
+                if ttl > 0 and not pending.future.done():
+                    topic = track.codec.command_topic(track.wire_id)
+                    self._conn.publish(topic, pending.payload, qos=1, ttl_s=ttl)
+                    self._pending.resent += 1
 
     async def _expire_commands(self) -> None:
         detail = f"no acknowledgement or confirming report within {self.settings.ack_timeout_s:g} s"

@@ -32,6 +32,8 @@ class Pending:
     level: int | None  # the level expected back when switched on
     issued: float  # clock time
     future: asyncio.Future[CommandResult]
+    payload: bytes  # as published, for a resend to a device that reconnected meanwhile
+    deadline: float  # monotonic
 
 
 class PendingCommands:
@@ -43,15 +45,21 @@ class PendingCommands:
         self.by_device: dict[str, list[Pending]] = {}  # read in the hot path: empty most of the time
         self._finished: OrderedDict[str, bool] = OrderedDict()  # command id -> it was confirmed
         self._deadlines: deque[tuple[float, Pending]] = deque()
-        self.commands = self.confirmed = self.refused = self.timed_out = 0
+        self.commands = self.confirmed = self.refused = self.timed_out = self.resent = 0
 
     def open(
-        self, track: Track, command_id: str, on: bool | None, level: int | None, deadline: float
+        self,
+        track: Track,
+        command_id: str,
+        on: bool | None,
+        level: int | None,
+        deadline: float,
+        payload: bytes,
     ) -> Pending:
         """`deadline` is in real (monotonic) seconds; every command has the same timeout, so
         deadlines come in order and one sweep (`expire`) replaces a timer per command."""
         future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
-        pending = Pending(command_id, track, on, level, self._now(), future)
+        pending = Pending(command_id, track, on, level, self._now(), future, payload, deadline)
         self._deadlines.append((deadline, pending))
         self._by_id[command_id] = pending
         self.by_device.setdefault(track.id, []).append(pending)

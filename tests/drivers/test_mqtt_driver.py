@@ -301,6 +301,30 @@ async def test_a_command_to_a_silent_lamp_times_out(start_driver: Start, tag: st
     assert driver.stats().timed_out == 1
 
 
+async def test_a_command_given_before_the_lamp_reconnected_is_sent_again_on_its_online(
+    start_driver: Start, tag: str, probe: Any
+) -> None:
+    # After a broker restart lightctl is often connected first: the lamp (clean session) misses
+    # the command, and only its `online` says it can hear now.
+    driver, _ = await start_driver([lamp(tag, 1)], ack_timeout_s=20)
+    task = asyncio.create_task(driver.send(f"t{tag.lower()}-001", DesiredState(on=True, level=45)))
+    await eventually(lambda: driver.stats().commands == 1)
+    await asyncio.sleep(0.3)  # published, with nobody subscribed
+    device = await probe(f"slc/T{tag}-001/down/cmd")
+    started = time.monotonic()
+    device.publish(f"slc/T{tag}-001/up/state", b"online", retain=True)
+    (cmd,) = await device.expect(lambda m: m.topic.endswith("/down/cmd"))
+    sent = orjson.loads(cmd.payload)
+    assert (sent["on"], sent["level"]) == (True, 45)
+    device.publish(
+        f"slc/T{tag}-001/up/ack", orjson.dumps({"id": sent["id"], "ok": True, "on": True, "level": 45})
+    )
+    result = await task
+    assert result.ok, result.detail
+    assert time.monotonic() - started < 10  # not the 20 s timeout
+    assert driver.stats().resent == 1
+
+
 async def test_an_ack_with_an_unknown_id_is_counted_and_does_not_confirm(
     start_driver: Start, tag: str, probe: Any
 ) -> None:

@@ -22,12 +22,6 @@ CONVERGE_S = 10.0  # design.md section 9: converged within 10 s of recovery
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="marginal: convergence after the broker's return measured 5-10.0 s against the 10 s target; "
-    "a command sent to a lamp that has not reconnected yet is lost and waits out its 5 s ack timeout "
-    "(reported in the issue note); kept so that the fix shows as XPASS",
-    strict=False,
-)
 def test_broker_restart_mid_night_converges_and_raises_one_comm_episode(
     make_rig: MakeRig, mosquitto: servers.Mosquitto
 ) -> None:

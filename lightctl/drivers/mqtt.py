@@ -52,6 +52,7 @@ from lightctl.drivers.mqtt_routes import ACK, BATCH, TELEMETRY, ConcTrack, Track
 from lightctl.drivers.sink import Drops, ReadingSink
 from lightctl.model import CommandResult, Concentrator, DesiredState, Device, Reading
 from lightctl.profiles import Profile
+from lightctl.tasks import cancel_and_wait
 
 log = logging.getLogger("lightctl.drivers.mqtt")
 
@@ -151,13 +152,7 @@ class MqttDriver:
         return await self._conn.wait_ready(within_s)
 
     async def stop(self) -> None:
-        for task in (self._watch, self._expiry):
-            if task is not None:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+        await cancel_and_wait(t for t in (self._watch, self._expiry) if t is not None)
         self._watch = self._expiry = None
         self._flush()
         self._pending.cancel_all("driver stopped")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from lightctl.store import codec
 from lightctl.store.sqlite_thread import SqliteThread
 from lightctl.store.state import AuditEntry, CommandLogEntry, DeviceSnapshot
-from lightctl.store.state_rows import COMMAND_COLS, SqliteTables
+from lightctl.store.state_rows import COMMAND_COLS, COMMAND_UPSERT, SqliteTables, command_rows
 
 DAY_S = 86400.0
 
@@ -64,30 +64,12 @@ class SqliteLogs(SqliteTables):
     async def log_commands(self, entries: Sequence[CommandLogEntry]) -> None:
         """One transaction for many entries. The first entry of an id records the command; later ones
         with the same id add its result."""
-        rows = [
-            (
-                e.id,
-                e.device,
-                codec.dump_desired(e.desired),
-                e.issued,
-                None if e.ok is None else int(e.ok),
-                e.result,
-                e.confirmed_by,
-                e.latency_s,
-                e.completed,
-            )
-            for e in entries
-        ]
+        rows = command_rows(entries, ok_as_int=True)
         if not rows:
             return
         await self._db.transaction(
             lambda conn: conn.executemany(
-                f"INSERT INTO commands ({COMMAND_COLS}) VALUES (?,?,?,?,?,?,?,?,?)"
-                " ON CONFLICT (id) DO UPDATE SET ok = COALESCE(excluded.ok, commands.ok),"
-                " result = COALESCE(excluded.result, commands.result),"
-                " confirmed_by = COALESCE(excluded.confirmed_by, commands.confirmed_by),"
-                " latency_s = COALESCE(excluded.latency_s, commands.latency_s),"
-                " completed = COALESCE(excluded.completed, commands.completed)",
+                f"INSERT INTO commands ({COMMAND_COLS}) VALUES (?,?,?,?,?,?,?,?,?){COMMAND_UPSERT}",
                 rows,
             )
         )

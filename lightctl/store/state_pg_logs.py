@@ -8,7 +8,7 @@ from lightctl.store import codec
 from lightctl.store.pg_connection import Cursor, PgConnection
 from lightctl.store.state import AuditEntry, CommandLogEntry, DeviceSnapshot
 from lightctl.store.state_logs import DAY_S
-from lightctl.store.state_rows import COMMAND_COLS, Row
+from lightctl.store.state_rows import COMMAND_COLS, COMMAND_UPSERT, Row, command_rows
 
 
 class PgTables:
@@ -128,31 +128,13 @@ class PgLogs(PgTables):
     async def log_commands(self, entries: Sequence[CommandLogEntry]) -> None:
         """One transaction for many entries. The first entry of an id records the command; later ones
         with the same id add its result."""
-        rows = [
-            (
-                e.id,
-                e.device,
-                codec.dump_desired(e.desired),
-                float(e.issued),
-                e.ok,
-                e.result,
-                e.confirmed_by,
-                e.latency_s,
-                e.completed,
-            )
-            for e in entries
-        ]
+        rows = command_rows(entries, ok_as_int=False)
         if not rows:
             return
 
         async def write(cur: Cursor) -> None:
             await cur.executemany(
-                f"INSERT INTO commands ({COMMAND_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " ON CONFLICT (id) DO UPDATE SET ok = COALESCE(excluded.ok, commands.ok),"
-                " result = COALESCE(excluded.result, commands.result),"
-                " confirmed_by = COALESCE(excluded.confirmed_by, commands.confirmed_by),"
-                " latency_s = COALESCE(excluded.latency_s, commands.latency_s),"
-                " completed = COALESCE(excluded.completed, commands.completed)",
+                f"INSERT INTO commands ({COMMAND_COLS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s){COMMAND_UPSERT}",
                 rows,
             )
 

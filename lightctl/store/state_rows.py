@@ -10,7 +10,7 @@ from typing import Any
 from lightctl.model import Alarm, AlarmState, Maintenance, Override, Severity
 from lightctl.store import codec
 from lightctl.store.sqlite_thread import SqliteThread
-from lightctl.store.state import EnergyNight
+from lightctl.store.state import CommandLogEntry, EnergyNight
 
 Row = tuple[Any, ...]  # a row as sqlite3 returns it, only ever read inside store/
 
@@ -23,6 +23,14 @@ OVERRIDE_COLS = (
 )
 MAINT_COLS = "id, targets, start_ts, until_ts, reason, created_by, created_at, ended_at"
 COMMAND_COLS = "id, device, desired, issued, ok, result, confirmed_by, latency_s, completed"
+# A command's first entry records it; a later one with the same id adds its result.
+COMMAND_UPSERT = (
+    " ON CONFLICT (id) DO UPDATE SET ok = COALESCE(excluded.ok, commands.ok),"
+    " result = COALESCE(excluded.result, commands.result),"
+    " confirmed_by = COALESCE(excluded.confirmed_by, commands.confirmed_by),"
+    " latency_s = COALESCE(excluded.latency_s, commands.latency_s),"
+    " completed = COALESCE(excluded.completed, commands.completed)"
+)
 ENERGY_COLS = "night, owner, devices, programs, program, kwh"
 ENERGY_UPDATE = (
     "devices = excluded.devices, programs = excluded.programs, program = excluded.program, kwh = excluded.kwh"
@@ -119,3 +127,21 @@ def maintenance_from(row: Row) -> Maintenance:
 def energy_night_from(row: Row) -> EnergyNight:
     night = row[0] if isinstance(row[0], dt.date) else dt.date.fromisoformat(row[0])  # SQLite: text
     return EnergyNight(night, row[1], bytes(row[2]), row[3], bytes(row[4]), bytes(row[5]))
+
+
+def command_rows(entries: Sequence[CommandLogEntry], ok_as_int: bool) -> list[Row]:
+    """Rows for COMMAND_COLS (SQLite keeps `ok` as an integer, PostgreSQL as a boolean)."""
+    return [
+        (
+            e.id,
+            e.device,
+            codec.dump_desired(e.desired),
+            float(e.issued),
+            e.ok if e.ok is None or not ok_as_int else int(e.ok),
+            e.result,
+            e.confirmed_by,
+            e.latency_s,
+            e.completed,
+        )
+        for e in entries
+    ]

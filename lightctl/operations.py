@@ -7,6 +7,7 @@ and announce it on the event stream. Nothing here talks to a device.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -74,11 +75,13 @@ class Operations:
                 log.exception("reading overrides from the state database failed; will try again")
 
     async def load_quietly(self) -> None:
-        now = self.clock.now()
-        overrides, _ = await self.state.list_overrides(limit=100_000)
-        self.overrides = [o for o in overrides if _end(o.until, o.ended_at) > now - KEEP_ENDED_S]
-        windows, _ = await self.state.list_maintenance(limit=100_000)
-        self.maintenance = [m for m in windows if _end(m.until, m.ended_at) > now - KEEP_ENDED_S]
+        # Only what has not been over for KEEP_ENDED_S: the tables keep every override ever given,
+        # and this runs every 2 s.
+        since = self.clock.now() - KEEP_ENDED_S
+        overrides, _ = await self.state.list_overrides(limit=100_000, ending_after=since)
+        self.overrides = [o for o in overrides if _end(o.until, o.ended_at) > since]
+        windows, _ = await self.state.list_maintenance(limit=100_000, ending_after=since)
+        self.maintenance = [m for m in windows if _end(m.until, m.ended_at) > since]
 
     def set_resolver(self, resolver: Resolver) -> None:
         """After a configuration reload: the new resolver takes over the overrides in force."""
@@ -216,7 +219,8 @@ class Operations:
         if self.announce is None:
             return
         try:
-            self.announce(kind, {"id": item.id, "targets": list(item.targets), "until": item.until})
+            until = dt.datetime.fromtimestamp(item.until, self.resolver.sun.tz).isoformat(timespec="seconds")
+            self.announce(kind, {"id": item.id, "targets": list(item.targets), "until": until})
         except Exception:
             log.exception("announcing a %s failed", kind)
 

@@ -187,7 +187,11 @@ class StateDB(Protocol):
     async def active_overrides(self, now: float) -> list[Override]: ...
 
     async def list_overrides(
-        self, limit: int = 100, offset: int = 0, active_at: float | None = None
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        active_at: float | None = None,
+        ending_after: float | None = None,
     ) -> tuple[list[Override], int]: ...
 
     # Maintenance windows.
@@ -198,7 +202,11 @@ class StateDB(Protocol):
     async def active_maintenance(self, now: float) -> list[Maintenance]: ...
 
     async def list_maintenance(
-        self, limit: int = 100, offset: int = 0, active_at: float | None = None
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        active_at: float | None = None,
+        ending_after: float | None = None,
     ) -> tuple[list[Maintenance], int]: ...
 
     # Audit log.

@@ -25,6 +25,7 @@ from lightctl.store.state_rows import (
     ENERGY_UPDATE,
     MAINT_COLS,
     OVERRIDE_COLS,
+    active_clause,
     alarm_from,
     energy_night_from,
     maintenance_from,
@@ -247,9 +248,13 @@ class PgStateDB(PgLogs):
         return [override_from(r) for r in rows]
 
     async def list_overrides(
-        self, limit: int = 100, offset: int = 0, active_at: float | None = None
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        active_at: float | None = None,
+        ending_after: float | None = None,
     ) -> tuple[list[Override], int]:
-        where, params = _active_where(active_at)
+        where, params = _active_where(active_at, ending_after)
         rows, total = await self._page(
             f"SELECT {OVERRIDE_COLS} FROM overrides{where} ORDER BY created_at DESC, id DESC",
             f"SELECT COUNT(*) FROM overrides{where}",
@@ -289,9 +294,13 @@ class PgStateDB(PgLogs):
         return [maintenance_from(r) for r in rows]
 
     async def list_maintenance(
-        self, limit: int = 100, offset: int = 0, active_at: float | None = None
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        active_at: float | None = None,
+        ending_after: float | None = None,
     ) -> tuple[list[Maintenance], int]:
-        where, params = _active_where(active_at)
+        where, params = _active_where(active_at, ending_after)
         rows, total = await self._page(
             f"SELECT {MAINT_COLS} FROM maintenance{where} ORDER BY created_at DESC, id DESC",
             f"SELECT COUNT(*) FROM maintenance{where}",
@@ -329,10 +338,8 @@ class PgStateDB(PgLogs):
         return await self._db.run(write)
 
 
-def _active_where(active_at: float | None) -> tuple[str, list[object]]:
-    if active_at is None:
-        return "", []
-    return f" WHERE {_ACTIVE}", [active_at] * 3
+def _active_where(active_at: float | None, ending_after: float | None) -> tuple[str, list[object]]:
+    return active_clause(active_at, ending_after, mark="%s")
 
 
 async def _fetched(cur: Cursor) -> tuple[object, ...]:

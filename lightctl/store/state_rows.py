@@ -69,13 +69,20 @@ class SqliteTables:
         return await self._db.transaction(write)
 
 
-def active_clause(active_at: float | None) -> tuple[str, list[object]]:
-    if active_at is None:
-        return "", []
-    return (
-        " WHERE start_ts <= ? AND until_ts > ? AND (ended_at IS NULL OR ended_at > ?)",
-        [active_at, active_at, active_at],
-    )
+def active_clause(
+    active_at: float | None, ending_after: float | None = None, mark: str = "?"
+) -> tuple[str, list[object]]:
+    """WHERE for overrides and maintenance windows: in force at `active_at`; not over (ended or
+    expired) by `ending_after`."""
+    terms: list[str] = []
+    params: list[object] = []
+    if active_at is not None:
+        terms.append(f"start_ts <= {mark} AND until_ts > {mark} AND (ended_at IS NULL OR ended_at > {mark})")
+        params += [active_at] * 3
+    if ending_after is not None:
+        terms.append(f"until_ts > {mark} AND (ended_at IS NULL OR ended_at > {mark})")
+        params += [ending_after] * 2
+    return (" WHERE " + " AND ".join(terms) if terms else ""), params
 
 
 def alarm_from(row: Row) -> Alarm:

@@ -229,9 +229,13 @@ class SqliteStateDB(SqliteLogs):
         return [override_from(r) for r in rows]
 
     async def list_overrides(
-        self, limit: int = 100, offset: int = 0, active_at: float | None = None
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        active_at: float | None = None,
+        ending_after: float | None = None,
     ) -> tuple[list[Override], int]:
-        where, params = active_clause(active_at)
+        where, params = active_clause(active_at, ending_after)
         rows, total = await self._page(
             f"SELECT {OVERRIDE_COLS} FROM overrides{where} ORDER BY created_at DESC, id DESC",
             f"SELECT COUNT(*) FROM overrides{where}",
@@ -277,9 +281,13 @@ class SqliteStateDB(SqliteLogs):
         return [maintenance_from(r) for r in rows]
 
     async def list_maintenance(
-        self, limit: int = 100, offset: int = 0, active_at: float | None = None
+        self,
+        limit: int = 100,
+        offset: int = 0,
+        active_at: float | None = None,
+        ending_after: float | None = None,
     ) -> tuple[list[Maintenance], int]:
-        where, params = active_clause(active_at)
+        where, params = active_clause(active_at, ending_after)
         rows, total = await self._page(
             f"SELECT {MAINT_COLS} FROM maintenance{where} ORDER BY created_at DESC, id DESC",
             f"SELECT COUNT(*) FROM maintenance{where}",

@@ -158,6 +158,15 @@ async def test_overrides_are_active_in_their_window_until_ended(state_db: StateD
     assert [o.id for o in items] == [scene.id, emergency.id]
     _, active_total = await state_db.list_overrides(active_at=T0 + 3700)
     assert active_total == 1
+    # not over by then: the emergency ended at T0 + 600, the scene (not started yet) runs to T0 + 7200
+    items, _ = await state_db.list_overrides(ending_after=T0 + 500)
+    assert [o.id for o in items] == [scene.id, emergency.id]
+    items, _ = await state_db.list_overrides(ending_after=T0 + 600)
+    assert [o.id for o in items] == [scene.id]
+    items, _ = await state_db.list_overrides(ending_after=T0 + 7200)
+    assert items == []
+    _, both = await state_db.list_overrides(active_at=T0 + 3700, ending_after=T0 + 7100)
+    assert both == 1
 
 
 async def test_maintenance_windows(state_db: StateDB) -> None:
@@ -173,6 +182,8 @@ async def test_maintenance_windows(state_db: StateDB) -> None:
     items, total = await state_db.list_maintenance()
     assert total == 1
     assert items[0].ended_at == T0 + 3600
+    assert (await state_db.list_maintenance(ending_after=T0 + 3599))[1] == 1
+    assert (await state_db.list_maintenance(ending_after=T0 + 3600))[1] == 0
 
 
 async def test_audit_is_kept_for_its_retention_and_pruned_beyond(state_db: StateDB) -> None:

@@ -160,6 +160,7 @@ class Runtime:
                 config_dir=d.base_dir,
                 # one instance of several subscribes to its own devices' topics only (docs/scaling.md)
                 per_device_topics=settings.partition is not None,
+                instance=settings.mqtt.client_id if settings.partition is not None else None,
             )
             self.services.drops["mqtt"] = self.mqtt.drops
         if modbus_devices:

@@ -24,6 +24,8 @@ online again with its next report. Silence is only judged while the driver itsel
 Northbound: `lightctl/<site>/<id>/state` (retained, QoS 0), `.../availability` (retained, QoS 1),
 `lightctl/<site>/alarms` (QoS 1) and the service's own `lightctl/<site>/bridge/state` (retained;
 `{"state":"online"}` on every connect, `{"state":"offline"}` as the last will and on a clean stop).
+An instance that owns a partition names itself: `lightctl/<site>/bridge/<instance>/state`, so that
+one instance stopping does not mark the others offline.
 The driver keeps no copy of what it published: after every reconnect (a restarted broker without
 persistence has forgotten its retained topics) it tells its connected listeners, and northbound.py
 publishes every device's state and availability again from live state.
@@ -99,6 +101,7 @@ class MqttDriver:
         flush_max: int = 2000,
         config_dir: Path | None = None,
         on_connected: Callable[[], None] | None = None,
+        instance: str | None = None,
     ) -> None:
         self.settings = settings
         self.site_id = site_id
@@ -109,7 +112,7 @@ class MqttDriver:
         self._flush_s = flush_s
         self._flush_max = flush_max
         self._connected_listeners: list[Callable[[], None]] = [] if on_connected is None else [on_connected]
-        self._bridge_topic = f"lightctl/{site_id}/bridge/state"
+        self._bridge_topic = bridge_topic(site_id, instance)
         routes = build_routes(devices, concentrators, profiles, silence_intervals)
         self._route = routes.route
         self._lamps = routes.lamps
@@ -382,3 +385,10 @@ class MqttDriver:
     def publish_alarm(self, payload: bytes) -> bool:
         """An alarm event on lightctl/<site>/alarms (QoS 1; queued while disconnected)."""
         return self._conn.publish(f"lightctl/{self.site_id}/alarms", payload, qos=1)
+
+
+def bridge_topic(site_id: str, instance: str | None = None) -> str:
+    """The service's own retained state and last will; per instance when several share a site."""
+    if instance is None:
+        return f"lightctl/{site_id}/bridge/state"
+    return f"lightctl/{site_id}/bridge/{re.sub(r'[/+#]', '_', instance)}/state"

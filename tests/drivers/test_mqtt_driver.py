@@ -23,7 +23,7 @@ from gmqtt.mqtt.constants import MQTTv311
 
 from lightctl.clock import Clock, ScaledClock, SystemClock
 from lightctl.config.settings import Mqtt
-from lightctl.drivers.mqtt import MqttDriver
+from lightctl.drivers.mqtt import MqttDriver, bridge_topic
 from lightctl.drivers.sink import CollectingSink
 from lightctl.model import Concentrator, DesiredState, Device
 from lightctl.profiles import Profile
@@ -164,6 +164,7 @@ async def start_driver(
         concentrators: list[Concentrator] = (),  # type: ignore[assignment]
         clock: Clock | None = None,
         per_device_topics: bool = False,
+        instance: str | None = None,
         **settings: Any,
     ) -> tuple[MqttDriver, CollectingSink]:
         conf = Mqtt(
@@ -174,10 +175,10 @@ async def start_driver(
         site = f"site-{tag.lower()}"
         driver = MqttDriver(
             conf, site, devices, list(concentrators), profiles, sink, clock or SystemClock(),
-            per_device_topics=per_device_topics,
+            per_device_topics=per_device_topics, instance=instance,
         )  # fmt: skip
         started.append(driver)
-        leftovers.update(state_topics(devices, concentrators) | {f"lightctl/{site}/bridge/state"})
+        leftovers.update(state_topics(devices, concentrators) | {bridge_topic(site, instance)})
         await driver.start()
         assert await driver.wait_connected(WITHIN)
         return driver, sink
@@ -560,3 +561,24 @@ async def test_the_bridge_last_will_fires_when_the_service_vanishes(
         lambda m: m.topic == bridge and orjson.loads(m.payload) == {"state": "online"}, count=2
     )
     assert driver.stats().connects == 2
+
+
+async def test_instances_of_one_site_each_have_their_own_bridge_state(
+    start_driver: Start, tag: str, probe: Any
+) -> None:
+    site = f"site-{tag.lower()}"
+    watcher = await probe(f"lightctl/{site}/bridge/#")
+    a, _ = await start_driver([lamp(tag, 1)], instance="lightctl-a")
+    await start_driver([lamp(tag, 2)], instance="lightctl/b")  # a topic separator is not a level
+    mine = {f"lightctl/{site}/bridge/lightctl-a/state", f"lightctl/{site}/bridge/lightctl_b/state"}
+    await watcher.expect(lambda m: m.topic in mine and m.payload == b'{"state":"online"}', count=2)
+    await a.stop()
+    await watcher.expect(
+        lambda m: m.topic.endswith("/lightctl-a/state") and m.payload == b'{"state":"offline"}'
+    )
+    late = await probe(f"lightctl/{site}/bridge/#")
+    found = await late.expect(lambda m: m.retain, count=2)
+    assert {m.topic: orjson.loads(m.payload) for m in found} == {
+        f"lightctl/{site}/bridge/lightctl-a/state": {"state": "offline"},
+        f"lightctl/{site}/bridge/lightctl_b/state": {"state": "online"},  # b runs on
+    }

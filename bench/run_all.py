@@ -79,14 +79,18 @@ def run(script: str, limit: int) -> tuple[list[dict], str, float]:
     return lines, status, time.monotonic() - t0
 
 
-def write_results(rows: list[dict], statuses: dict[str, tuple[str, float]], total_s: float) -> None:
+def write_results(
+    rows: list[dict], statuses: dict[str, tuple[str, float]], total_s: float, rewritten: bool = False
+) -> None:
     order = [s for s, _ in SCRIPTS]
     rows = sorted(rows, key=lambda r: order.index(script_of(r)) if script_of(r) in order else len(order))
     m = machine()
+    # A rewrite (--write-only) keeps the date of the run that measured, not of the rewrite.
+    when = max((r.get("machine", {}).get("date", "") for r in rows), default="") if rewritten else m["date"]
     out = [
         "# Benchmark results",
         "",
-        f"Written by `bench/run_all.py` on {m['date']} in {total_s / 60:.1f} min.",
+        f"Written by `bench/run_all.py` on {when} in {total_s / 60:.1f} min.",
         "",
         f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), Python {m['python']}. **The machine is shared with"
         " other test runs** (other engineers' test suites and benchmarks run on it at the same time), so"
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_only:
         rows = [json.loads(x) for x in (HERE / "results.jsonl").read_text().splitlines() if x.strip()]
         done = {k: tuple(v) for k, v in earlier.items()}
-        write_results(rows, done, sum(v[1] for v in done.values()))
+        write_results(rows, done, sum(v[1] for v in done.values()), rewritten=True)
         return 0
     chosen = {s.strip() + ".py" for s in args.only.split(",") if s.strip()}
     t0 = time.monotonic()

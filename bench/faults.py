@@ -38,7 +38,12 @@ min). An energy_anomaly on a device that had other injected faults that night is
 not scored). command_failed is a lamp that keeps reporting but ignores commands (`deaf`) across a
 dimming step; its window runs from the step through the reconciler's attempts.
 
-Last runs before the four types were added (2 cores, load ~2): seed 7 and seed 11, 324 and 432
+Latest run (2026-12-08, default settings with --jobs 2, seed 7, a quiet 2-core machine, 968 s; its
+JSON line is bench/faults_latest.json): 375 injections over the three nights, every one of the 19
+types precision 1.0 and recall 1.0, none late, no false positive, no miss; the harness's event loop
+lagged at most 96 ms.
+
+Earlier runs before the four types were added (2 cores, load ~2): seed 7 and seed 11, 324 and 432
 injections, every evaluated type precision and recall 1.0.
 
 With all 19 types (default settings, 3 nights at once, ~500 s each, 2 cores shared with other

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 
 from lightctl.clock import Clock
 from lightctl.config.settings import Modbus
+from lightctl.drivers.modbus_frames import UndecodableFrames
 from lightctl.drivers.modbus_gateway import GatewayWorker
 from lightctl.drivers.modbus_state import GatewayStatus, Job, UnitState
 from lightctl.drivers.modbus_units import UnitPlan, Write, WriteRefused, write_requests
@@ -79,6 +80,7 @@ class ModbusDriver:
                 standalone=True, in_flight=in_flight,
             )  # fmt: skip
             self._add(worker)
+        self._frames = UndecodableFrames({(w.host, w.port): w.id for w in self._workers.values()}, self.drops)
 
     def _add(self, worker: GatewayWorker) -> None:
         if worker.id in self._workers:
@@ -93,6 +95,7 @@ class ModbusDriver:
         if self._tasks:
             return
         loop = asyncio.get_running_loop()
+        self._frames.install(loop)
         self._tasks = [loop.create_task(w.run(), name=f"modbus-{w.id}") for w in self._workers.values()]
 
     async def stop(self) -> None:
@@ -100,6 +103,7 @@ class ModbusDriver:
         for worker in self._workers.values():
             worker.stopping = True
         await cancel_and_wait(tasks)
+        self._frames.uninstall()
 
     def owns(self, device_id: str) -> bool:
         return device_id in self._units

@@ -1,15 +1,28 @@
 """The Modbus driver when gateways misbehave: one hangs (accepts TCP, never answers) next to healthy
-ones, one is powered off and back on mid-run."""
+ones, one is powered off and back on mid-run, one answers frames pymodbus cannot decode."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import statistics
 import time
 from collections import defaultdict
+from pathlib import Path
 
+import pytest
+
+from lightctl.clock import SystemClock
+from lightctl.config.loader import load
 from lightctl.config.settings import Modbus
+from lightctl.drivers.modbus import ModbusDriver
+from lightctl.drivers.sink import CollectingSink
 from lightctl.model import DesiredState
 from tests.drivers.test_modbus import start_rig, wait_for
+from tests.reliability.wire import Reply, ScriptedGateway, mbap, valid_answer
+from tests.servers import HOST
+
+REPO = Path(__file__).resolve().parents[2]
 
 POLL_S = 0.5
 
@@ -94,3 +107,44 @@ async def test_a_restarted_gateway_is_reconnected_and_polled_again() -> None:
     finally:
         await rig.driver.stop()
         await rig.sim.stop()
+
+
+async def test_undecodable_answers_are_one_warning_and_a_count_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    district = load(REPO / "config.yaml")
+    answered = 0
+
+    def respond(request: bytes) -> Reply:
+        nonlocal answered
+        answered += 1
+        if answered <= 3:  # function code 0x55 does not exist: pymodbus raises while decoding
+            return Reply(mbap(request, bytes([0x55, 0x00])))
+        return Reply(valid_answer(request))
+
+    server = ScriptedGateway(respond).start()
+    gw = district.gateways["zhg-01"]
+    gateway = dataclasses.replace(gw, host=HOST, port=server.port, units=gw.units[:1])
+    devices = {d: district.devices[d] for d in gateway.units}
+    sink = CollectingSink()
+    driver = ModbusDriver(
+        Modbus(poll_interval_s=0.05, timeout_s=0.25, failed_polls_for_comm_loss=100),
+        [gateway], devices, district.profiles, sink, SystemClock(),
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING)
+    await driver.start()
+    try:
+        await wait_for(
+            lambda: driver.drops.by_reason["undecodable_frame"] == 3 and sink.items,
+            what="three undecodable answers, then readings",
+        )
+    finally:
+        await driver.stop()
+        server.stop()
+    # pymodbus' own debug-style lines (hex dumps) are its business; the loop's "Fatal error" with
+    # a traceback was ours to catch.
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and not r.name.startswith("pymodbus")]
+    assert not errors, [r.getMessage()[:200] for r in errors]
+    said = [r.getMessage() for r in caplog.records if "undecodable" in r.getMessage()]
+    assert len(said) == 1, said  # at most one line a minute per gateway
+    assert said[0].startswith("gateway zhg-01: 1 undecodable answer(s)")

@@ -156,20 +156,19 @@ def _online(key: object) -> bool | None:
 
 
 def _payload(dev_id: str, st: DeviceStatus) -> bytes:
-    # bytes() because orjson's result keeps its whole 4 KB buffer, and gmqtt may hold it a while
-    return bytes(
-        orjson.dumps(
-            {
-                "id": dev_id,
-                "online": st.online,
-                "on": st.on,
-                "level": st.level,
-                "k1": st.k1,
-                "k2": st.k2,
-                "scene": st.scene,
-                "brightness": st.brightness,
-                "power_w": None if st.power_w is None else round(st.power_w, 1),
-                "ts": st.last_seen,
-            }
-        )
+    # Published at QoS 0, so gmqtt does not hold it; MqttConnection copies what it has to queue
+    # (an orjson result keeps its whole 4 KB buffer, and `bytes()` of it would be the same object).
+    return orjson.dumps(
+        {
+            "id": dev_id,
+            "online": st.online,
+            "on": st.on,
+            "level": st.level,
+            "k1": st.k1,
+            "k2": st.k2,
+            "scene": st.scene,
+            "brightness": st.brightness,
+            "power_w": None if st.power_w is None else round(st.power_w, 1),
+            "ts": st.last_seen,
+        }
     )

@@ -358,8 +358,13 @@ class Runtime:
     async def _save_all_snapshots(self, state: StateDB) -> None:
         ids = list(self.live.status)
         for first in range(0, len(ids), SNAPSHOT_SLICE):
-            with contextlib.suppress(Exception):
+            try:
                 await self._save_snapshots(state, ids[first : first + SNAPSHOT_SLICE], self._saved)
+            except Exception as exc:
+                # Not fatal (a restart then resumes from older states, corrected by the next
+                # reports), but said: the rest of this round waits for the next one.
+                log.warning("device states not saved (state database): %s", exc)
+                return
 
     async def _save_snapshots(self, state: StateDB, ids: list[str], saved: dict[str, float]) -> None:
         now = self.clock.now()

@@ -100,9 +100,7 @@ class DeviceStatus:
     @online.setter
     def online(self, value: bool | None) -> None:
         if value is not self._online:
-            if self._tally is not None:
-                self._tally["online", self._online] -= 1
-                self._tally["online", value] += 1
+            self._move("online", self._online, value)
             self._online = value
 
     @property
@@ -112,10 +110,13 @@ class DeviceStatus:
     @on.setter
     def on(self, value: bool | None) -> None:
         if value is not self._on:
-            if self._tally is not None:
-                self._tally["on", self._on] -= 1
-                self._tally["on", value] += 1
+            self._move("on", self._on, value)
             self._on = value
+
+    def _move(self, field: str, old: bool | None, new: bool | None) -> None:
+        if self._tally is not None:
+            self._tally[field, old] -= 1
+            self._tally[field, new] += 1
 
     @property
     def last(self) -> Reading | None:

@@ -1,8 +1,8 @@
 """The state database's interface: alarms, overrides, maintenance, audit, commands, device state,
 and the nightly energy figures energy_anomaly's baselines are made of.
 
-A narrow Protocol of async methods so that the SQLite implementation (state_sqlite.py) and a later
-PostgreSQL one are interchangeable; callers never see SQL or rows.
+A narrow Protocol of async methods so that the SQLite (state_sqlite.py) and PostgreSQL
+(state_pg.py) implementations are interchangeable; callers never see SQL or rows.
 """
 
 from __future__ import annotations
